@@ -1,0 +1,193 @@
+"""Tolerant comparisons and rule enforcement for exercise test cells.
+
+Tolerances are stated once, here, per dtype: they hold on CPU and GPU for sums of
+a few thousand terms. Messages say what was expected and what came back, because a
+learner reads them.
+
+``forbid_ops`` enforces rules such as "no F.conv2d inside conv2d_naive" at the
+ATen dispatch level: every route to the real kernel (``F.conv2d``,
+``nn.Conv2d``, ``torch.conv2d``, a saved alias, ``Tensor.__torch_function__``
+tricks) ends in the same ATen operator, which the mode refuses.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# Captured at import, so a test keeps working references even if a cell reassigns them.
+_isclose = torch.isclose
+_as_tensor = torch.as_tensor
+_np_asarray = np.asarray
+
+TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    # dtype: (atol, rtol)
+    torch.float16: (1e-2, 1e-2),
+    torch.bfloat16: (2e-2, 2e-2),
+    torch.float32: (1e-4, 1e-4),
+    torch.float64: (1e-8, 1e-7),
+}
+
+
+class ForbiddenOpError(AssertionError):
+    """Raised when graded code calls an operator that its exercise forbids."""
+
+
+def tolerance(dtype: torch.dtype) -> tuple[float, float]:
+    """The (atol, rtol) used for a dtype; exact (0, 0) for integer and bool dtypes."""
+    return TOLERANCES.get(dtype, (0.0, 0.0))
+
+
+def _to_tensor(value: Any, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, np.ndarray | int | float | bool | np.number | list | tuple):
+        try:
+            return _as_tensor(_np_asarray(value))
+        except (TypeError, ValueError) as exc:
+            raise AssertionError(f"{name}: could not read {type(value).__name__} as numbers ({exc})") from None
+    raise AssertionError(f"{name}: expected a tensor or numbers, got {type(value).__name__}")
+
+
+def assert_shape(actual: Any, shape: Iterable[int], name: str = "output", hint: str = "") -> None:
+    """Fail with a readable message unless ``actual`` is a tensor of exactly ``shape``."""
+    shape = tuple(shape)
+    if not isinstance(actual, torch.Tensor):
+        raise AssertionError(f"{name}: expected a torch.Tensor of shape {shape}, got {type(actual).__name__}")
+    if tuple(actual.shape) != shape:
+        msg = f"{name}: expected shape {shape}, got {tuple(actual.shape)}"
+        raise AssertionError(f"{msg}: {hint}" if hint else msg)
+
+
+def assert_close(
+    actual: Any, expected: Any, name: str = "output", atol: float | None = None, rtol: float | None = None,
+    hint: str = "", check_dtype: bool = False,
+) -> None:
+    """Assert that ``actual`` matches ``expected`` within the course tolerances.
+
+    Shapes must match exactly; values within ``atol + rtol * |expected|`` (defaults
+    from :data:`TOLERANCES` for the expected dtype). NaN matches NaN only where both
+    are NaN. The message names the worst element.
+    """
+    exp = _to_tensor(expected, name)
+    if isinstance(expected, torch.Tensor) and not isinstance(actual, torch.Tensor):
+        raise AssertionError(f"{name}: expected a torch.Tensor, got {type(actual).__name__}")
+    act = _to_tensor(actual, name)
+    if tuple(act.shape) != tuple(exp.shape):
+        msg = f"{name}: expected shape {tuple(exp.shape)}, got {tuple(act.shape)}"
+        raise AssertionError(f"{msg}: {hint}" if hint else msg)
+    if check_dtype and act.dtype != exp.dtype:
+        raise AssertionError(f"{name}: expected dtype {exp.dtype}, got {act.dtype}")
+    d_atol, d_rtol = tolerance(exp.dtype if exp.is_floating_point() else act.dtype)
+    atol = d_atol if atol is None else atol
+    rtol = d_rtol if rtol is None else rtol
+    act64 = act.to("cpu", torch.float64)
+    exp64 = exp.to("cpu", torch.float64)
+    ok = _isclose(act64, exp64, atol=atol, rtol=rtol, equal_nan=True)
+    if bool(ok.all()):
+        return
+    err = (act64 - exp64).abs().nan_to_num(nan=float("inf"))
+    err[ok] = -1.0
+    flat = int(err.argmax())
+    idx = tuple(int(i) for i in np.unravel_index(flat, tuple(exp.shape))) if exp.ndim else ()
+    where = f" at index {idx}" if idx else ""
+    msg = (
+        f"{name}: {int((~ok).sum())} of {ok.numel()} values differ; worst{where}: "
+        f"expected {exp64.reshape(-1)[flat].item():.6g}, got {act64.reshape(-1)[flat].item():.6g} "
+        f"(atol={atol:g}, rtol={rtol:g})"
+    )
+    raise AssertionError(f"{msg}. {hint}" if hint else msg)
+
+
+def assert_equal(actual: Any, expected: Any, name: str = "answer", hint: str = "") -> None:
+    """Exact equality for ints, strings and tuples, with the two values in the message."""
+    if actual != expected or type(actual) is bool and type(expected) is not bool:
+        msg = f"{name}: expected {expected!r}, got {actual!r}"
+        raise AssertionError(f"{msg}. {hint}" if hint else msg)
+
+
+# --------------------------------------------------------------------------- rules
+
+FORBIDDEN_GROUPS: dict[str, frozenset[str]] = {
+    "conv": frozenset({
+        "convolution", "_convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+        "conv_transpose3d", "cudnn_convolution", "cudnn_convolution_transpose", "mkldnn_convolution",
+        "_nnpack_spatial_convolution", "_slow_conv2d_forward", "slow_conv_dilated2d", "slow_conv_transpose2d",
+        "thnn_conv2d", "_convolution_mode", "convolution_overrideable", "miopen_convolution",
+    }),
+    "unfold": frozenset({"im2col", "col2im"}),
+    "pool": frozenset({
+        "max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices", "max_pool3d_with_indices",
+        "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool2d", "_adaptive_avg_pool2d",
+        "adaptive_max_pool2d", "mkldnn_max_pool2d", "max_unpool2d", "fractional_max_pool2d",
+        "max_pool2d_with_indices_backward", "avg_pool2d_backward", "quantized_max_pool2d",
+    }),
+    "norm": frozenset({
+        "batch_norm", "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+        "cudnn_batch_norm", "miopen_batch_norm", "group_norm", "native_group_norm", "layer_norm",
+        "native_layer_norm", "instance_norm", "_batch_norm_impl_index", "_batch_norm_with_update",
+        "_batch_norm_no_update",
+    }),
+}
+
+
+class _ForbidMode(TorchDispatchMode):
+    def __init__(self, banned: frozenset[str], label: str) -> None:
+        super().__init__()
+        self.banned = banned
+        self.label = label
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.banned:
+            raise ForbiddenOpError(
+                f"{self.label} called the built-in operator aten.{name}, which this exercise forbids: "
+                "compute it yourself from elementary tensor operations"
+            )
+        return func(*args, **(kwargs or {}))
+
+
+def forbid_ops(*groups_or_ops: str, label: str = "your code") -> _ForbidMode:
+    """Context manager: any call of the named ATen operators inside it raises ForbiddenOpError.
+
+    Accepts group names from :data:`FORBIDDEN_GROUPS` (``"conv"``, ``"unfold"``,
+    ``"pool"``, ``"norm"``) or raw ATen operator names.
+    """
+    if not groups_or_ops:
+        raise ValueError("name at least one operator or group to forbid")
+    banned: set[str] = set()
+    for item in groups_or_ops:
+        banned |= FORBIDDEN_GROUPS.get(item, {item})
+    return _ForbidMode(frozenset(banned), label)
+
+
+def referenced_names(fn: Callable) -> set[str]:
+    """Every identifier and attribute name in the source of ``fn`` (for static rules)."""
+    try:
+        src = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError) as exc:
+        raise AssertionError(f"could not read the source of {getattr(fn, '__name__', fn)!r}: {exc}") from None
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif isinstance(node, ast.alias):
+            names.add(node.name.split(".")[-1])
+    return names
+
+
+def assert_not_uses(fn: Callable, forbidden: Iterable[str], hint: str = "") -> None:
+    """Fail if the source of ``fn`` mentions any forbidden name (e.g. ``conv2d``, ``unfold``)."""
+    used = sorted(referenced_names(fn) & set(forbidden))
+    if used:
+        msg = f"{fn.__name__} uses {', '.join(used)}, which this exercise forbids"
+        raise AssertionError(f"{msg}: {hint}" if hint else msg)

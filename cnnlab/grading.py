@@ -1,0 +1,182 @@
+"""Grading through nbgrader itself: generate, autograde, feedback, read the gradebook.
+
+Used by ``make release`` (student versions), ``make grade`` (a learner grades their
+own notebook against the hidden tests) and the pipeline tests. Every grading run
+happens in a private course directory with its own gradebook, so self-grading never
+touches an instructor's database, and the scores are read from the gradebook, never
+from an exit code (nbgrader's exit status says nothing reliable about scores).
+
+    python -m cnnlab.grading 01_convolution                 # grades mywork/01_convolution/01_convolution.ipynb
+    python -m cnnlab.grading 01_convolution path/to/nb.ipynb
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+COURSE_ID = "cnn-course"
+
+
+@dataclass
+class ExerciseScore:
+    """Points for one graded test cell (grade_id) of one notebook."""
+
+    name: str
+    score: float
+    max_score: float
+
+
+@dataclass
+class Report:
+    """What autograding one student's submission gave."""
+
+    student: str
+    exercises: list[ExerciseScore] = field(default_factory=list)
+    feedback: Path | None = None
+    error: str = ""
+
+    @property
+    def score(self) -> float:
+        return sum(e.score for e in self.exercises)
+
+    @property
+    def max_score(self) -> float:
+        return sum(e.max_score for e in self.exercises)
+
+    def table(self) -> str:
+        """A printable table of points per exercise, with the total."""
+        width = max([len(e.name) for e in self.exercises] + [8])
+        rows = [f"{'exercise':<{width}}  points"]
+        rows += [f"{e.name:<{width}}  {e.score:g} / {e.max_score:g}" for e in self.exercises]
+        rows.append(f"{'total':<{width}}  {self.score:g} / {self.max_score:g}")
+        return "\n".join(rows)
+
+
+def topics(root: Path = REPO) -> list[str]:
+    """Assignment ids: the folders of ``source/`` (one per topic)."""
+    return sorted(p.name for p in (root / "source").iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _api(root: Path, db_path: Path, timeout: int = 900):
+    """An NbGraderAPI for the course at ``root`` with its gradebook at ``db_path``."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+
+    c = Config()
+    c.CourseDirectory.root = str(root)
+    c.CourseDirectory.course_id = COURSE_ID
+    c.CourseDirectory.db_url = f"sqlite:///{db_path}"
+    c.ExecutePreprocessor.timeout = timeout
+    c.Execute.timeout = timeout
+    c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+    coursedir = CourseDirectory(config=c)
+    api = NbGraderAPI(coursedir=coursedir, config=c)
+    api.log_level = logging.ERROR
+    return api
+
+
+def generate(root: Path, assignment_ids: list[str], db_path: Path | None = None) -> None:
+    """Run nbgrader generate_assignment for each id: ``source/<id>`` -> ``release/<id>``.
+
+    Raises RuntimeError with nbgrader's log when generation fails.
+    """
+    db_path = db_path or root / "gradebook.db"
+    api = _api(root, db_path)
+    for aid in assignment_ids:
+        result = api.generate_assignment(aid, force=True, create=True)
+        if not result["success"]:
+            raise RuntimeError(f"generate_assignment {aid} failed:\n{result.get('error') or result.get('log')}")
+
+
+def autograde_notebooks(topic: str, submissions: dict[str, Path], workdir: Path | None = None,
+                        source_root: Path = REPO, feedback: bool = True) -> dict[str, Report]:
+    """Autograde notebooks as if students submitted them, in a private course directory.
+
+    ``submissions`` maps a student id to the notebook that student hands in (named
+    after the topic inside the submission). Returns a :class:`Report` per student with
+    points per graded cell, read from the private gradebook.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    if not (source_root / "source" / topic).is_dir():
+        raise ValueError(f"no assignment {topic!r} in {source_root / 'source'}; choose one of {topics(source_root)}")
+    owned = workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix=f"grade-{topic}-")) if workdir is None else Path(workdir)
+    try:
+        course = workdir / "course"
+        if course.exists():
+            shutil.rmtree(course)
+        shutil.copytree(source_root / "source" / topic, course / "source" / topic)
+        db_path = course / "gradebook.db"
+        api = _api(course, db_path)
+        generate(course, [topic], db_path)
+        for student, nb_path in submissions.items():
+            dest = course / "submitted" / student / topic
+            dest.mkdir(parents=True)
+            shutil.copy(nb_path, dest / f"{topic}.ipynb")
+        reports: dict[str, Report] = {}
+        for student in submissions:
+            result = api.autograde(topic, student, force=True, create=True)
+            report = Report(student)
+            if feedback:
+                api.generate_feedback(topic, student, force=True)
+                html = course / "feedback" / student / topic / f"{topic}.html"
+                report.feedback = html if html.exists() else None
+            with Gradebook(f"sqlite:///{db_path}", course_id=COURSE_ID) as gb:
+                try:
+                    sub = gb.find_submission(topic, student)
+                except MissingEntry:
+                    report.error = (result.get("error") or result.get("log") or "not graded").strip().splitlines()[-1]
+                    reports[student] = report
+                    continue
+                for nb in sub.notebooks:
+                    for grade in sorted(nb.grades, key=lambda g: g.cell_id or 0):
+                        if grade.cell.cell_type == "code":
+                            report.exercises.append(ExerciseScore(grade.name, float(grade.auto_score or 0),
+                                                                  float(grade.max_score)))
+            if not result["success"]:
+                report.error = "nbgrader reported an error while grading (see the feedback)"
+            reports[student] = report
+        return reports
+    finally:
+        if owned and not feedback:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Self-grading: ``python -m cnnlab.grading TOPIC [NOTEBOOK]``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: make grade TOPIC=<topic> [NOTEBOOK=path]\ntopics: {' '.join(topics())}")
+        return 2
+    topic = argv[0]
+    if topic not in topics():
+        print(f"error: unknown topic {topic!r}; choose one of {' '.join(topics())}", file=sys.stderr)
+        return 2
+    notebook = Path(argv[1]) if len(argv) > 1 else REPO / "mywork" / topic / f"{topic}.ipynb"
+    if not notebook.is_file():
+        print(f"error: {notebook} not found (run `make lab` once to create your copy in mywork/)", file=sys.stderr)
+        return 2
+    workdir = REPO / ".grading" / topic
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(f"grading {notebook} against the hidden tests of {topic} (this runs the whole notebook)...")
+    report = autograde_notebooks(topic, {"learner": notebook}, workdir=workdir)["learner"]
+    print(report.table())
+    if report.error:
+        print(f"note: {report.error}")
+    if report.feedback:
+        target = notebook.parent / f"{topic}_feedback.html"
+        shutil.copy(report.feedback, target)
+        print(f"feedback: {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""``make release``: regenerate the student notebooks in release/ from source/.
+
+Runs nbgrader generate_assignment for every topic (or the ones named) in the course
+root, which also records the assignments in the instructor's gradebook.db so that
+``nbgrader autograde`` knows their graded cells.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cnnlab.grading import REPO, generate, topics
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = (sys.argv[1:] if argv is None else argv) or topics()
+    unknown = sorted(set(names) - set(topics()))
+    if unknown:
+        print(f"error: no such assignment(s) in source/: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    generate(REPO, names)
+    for name in names:
+        print(f"release/{name}/ regenerated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
