@@ -13,6 +13,7 @@ from an exit code (nbgrader's exit status says nothing reliable about scores).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -69,6 +70,10 @@ def _api(root: Path, db_path: Path, timeout: int = 900):
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
 
+    # nbgrader runs `alembic` (and kernels) from PATH: make sure this environment's bin is on it.
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     c = Config()
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.course_id = COURSE_ID

@@ -1,0 +1,22 @@
+"""nbgrader configuration for the course (instructors: adjust the exchange and course id)."""
+
+c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
+
+c.CourseDirectory.course_id = "cnn-course"
+import os
+
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.source_directory = "source"
+c.CourseDirectory.release_directory = "release"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+c.CourseDirectory.db_url = "sqlite:///gradebook.db"
+
+# The student version replaces each solution by this stub.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# Training exercises run inside the notebook: allow a generous per-cell time.
+c.ExecutePreprocessor.timeout = 900
+
+# Where `nbgrader release_assignment` / `collect` exchange files (multi-user JupyterHub setups).
+c.Exchange.root = "/srv/nbgrader/exchange"
