@@ -1,0 +1,89 @@
+"""cnnlab.checks: the helpers test cells rely on must fail when they should, with clear messages."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnlab.checks import (
+    ForbiddenOpError,
+    assert_close,
+    assert_equal,
+    assert_not_uses,
+    assert_shape,
+    forbid_ops,
+    referenced_names,
+    tolerance,
+)
+
+
+def test_assert_close_accepts_within_tolerance_and_names_the_worst_element():
+    x = torch.randn(3, 4)
+    assert_close(x + 1e-6, x)
+    y = x.clone()
+    y[1, 2] += 1.0
+    with pytest.raises(AssertionError, match=r"1 of 12 values differ; worst at index \(1, 2\)"):
+        assert_close(y, x, "out")
+    with pytest.raises(AssertionError, match=r"expected shape \(3, 4\), got \(4, 3\): hint"):
+        assert_close(x.T, x, hint="hint")
+    with pytest.raises(AssertionError, match="expected a torch.Tensor"):
+        assert_close(x.tolist(), x)
+    assert_close(3, 3.0)
+    assert_close(torch.tensor([float("nan")]), torch.tensor([float("nan")]))
+    with pytest.raises(AssertionError):
+        assert_close(torch.tensor([float("nan")]), torch.tensor([0.0]))
+    with pytest.raises(AssertionError, match="dtype"):
+        assert_close(x.double(), x, check_dtype=True)
+
+
+def test_tolerances_by_dtype():
+    assert tolerance(torch.float64) < tolerance(torch.float32) < tolerance(torch.float16)
+    assert tolerance(torch.int64) == (0.0, 0.0)
+    with pytest.raises(AssertionError):
+        assert_close(torch.tensor([1.0], dtype=torch.float64) + 1e-6, torch.tensor([1.0], dtype=torch.float64))
+
+
+def test_assert_shape_and_equal():
+    assert_shape(torch.zeros(2, 3), (2, 3))
+    with pytest.raises(AssertionError, match=r"expected shape \(2, 3\), got \(3, 2\): pad"):
+        assert_shape(torch.zeros(3, 2), (2, 3), hint="pad")
+    with pytest.raises(AssertionError, match="expected a torch.Tensor"):
+        assert_shape([1, 2], (2,))
+    assert_equal(5, 5)
+    with pytest.raises(AssertionError, match="expected 5, got 6"):
+        assert_equal(6, 5)
+    with pytest.raises(AssertionError):
+        assert_equal(True, 1)
+
+
+def test_forbid_ops_blocks_every_route_to_the_kernel():
+    x, w = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
+    conv = F.conv2d  # an alias taken before the rule is in force
+    for call in (lambda: F.conv2d(x, w), lambda: conv(x, w), lambda: torch.nn.Conv2d(2, 3, 3)(x),
+                 lambda: torch.conv2d(x, w), lambda: F.conv_transpose2d(x, w.transpose(0, 1))):
+        with pytest.raises(ForbiddenOpError, match="convolution"), forbid_ops("conv", label="f"):
+            call()
+    with pytest.raises(ForbiddenOpError, match="im2col"), forbid_ops("unfold"):
+        F.unfold(x, 3)
+    with pytest.raises(ForbiddenOpError), forbid_ops("pool"):
+        F.max_pool2d(x, 2)
+    with pytest.raises(ForbiddenOpError), forbid_ops("norm"):
+        F.group_norm(x, 1)
+    with forbid_ops("conv", "unfold"):  # elementary operations stay allowed
+        (x[:, :, :3, :3] * w[0]).sum()
+        x.unfold(2, 3, 1)
+    F.conv2d(x, w)  # and the rule ends with the block
+    with pytest.raises(ValueError):
+        forbid_ops()
+
+
+def test_static_name_rules():
+    def uses_conv(x, w):
+        return F.conv2d(x, w)
+
+    def clean(x):
+        return x.sum()
+
+    assert "conv2d" in referenced_names(uses_conv)
+    with pytest.raises(AssertionError, match="uses conv2d"):
+        assert_not_uses(uses_conv, {"conv2d", "unfold"})
+    assert_not_uses(clean, {"conv2d"})
