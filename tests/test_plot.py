@@ -4,7 +4,15 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from cnnlab.plot import draw_boxes, overlay_mask, plot_curves, plot_history, show_feature_maps, show_images, show_kernels
+from cnnlab.plot import (
+    draw_boxes,
+    overlay_mask,
+    plot_curves,
+    plot_history,
+    show_feature_maps,
+    show_images,
+    show_kernels,
+)
 from cnnlab.train import History
 
 
@@ -26,7 +34,7 @@ def test_show_images_grid_and_titles():
 def test_show_kernels_scales_each_kernel():
     w = torch.randn(6, 3, 3, 3) * 100
     fig = show_kernels(w)
-    for ax, k in zip([a for a in fig.axes if a.images], w):
+    for ax in [a for a in fig.axes if a.images]:
         arr = ax.images[0].get_array()
         assert arr.min() >= 0 and arr.max() <= 1 and arr.shape == (3, 3, 3)
     with pytest.raises(ValueError):
