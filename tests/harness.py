@@ -72,9 +72,9 @@ def graded_cells_after(cells: list[dict], key: str) -> list[int]:
     return found
 
 
-def run_mutants(topic: str, mutants: list[Mutant]) -> list[str]:
+def run_mutants(topic: str, mutants: list[Mutant], path: Path | None = None) -> list[str]:
     """Execute the source notebook and every mutant; return a list of problems (empty = all good)."""
-    path = source_notebook(topic)
+    path = path or source_notebook(topic)
     cells = load_cells(path)
     index = {cell_key(c): i for i, c in enumerate(cells)}
     problems: list[str] = []
@@ -127,9 +127,9 @@ def run_mutants(topic: str, mutants: list[Mutant]) -> list[str]:
     return problems
 
 
-def structure_problems(topic: str, mutants: list[Mutant]) -> list[str]:
+def structure_problems(topic: str, mutants: list[Mutant], path: Path | None = None) -> list[str]:
     """Static checks on the exercise notebook and its mutant list."""
-    cells = load_cells(source_notebook(topic))
+    cells = load_cells(path or source_notebook(topic))
     problems = []
     counts = Counter(m.cell for m in mutants)
     for key in solution_cells(cells):
