@@ -1,5 +1,6 @@
 # The course's commands. Every target creates .venv first if it is missing.
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 # nbgrader runs `alembic` (and notebooks run `jupyter`) from PATH.
@@ -27,7 +28,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
