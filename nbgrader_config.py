@@ -1,10 +1,10 @@
 """nbgrader configuration for the course (instructors: adjust the exchange and course id)."""
 
+import os
+
 c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
 
 c.CourseDirectory.course_id = "cnn-course"
-import os
-
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.source_directory = "source"
 c.CourseDirectory.release_directory = "release"
