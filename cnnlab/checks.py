@@ -168,13 +168,24 @@ def forbid_ops(*groups_or_ops: str, label: str = "your code") -> _ForbidMode:
     return _ForbidMode(frozenset(banned), label)
 
 
-def referenced_names(fn: Callable) -> set[str]:
-    """Every identifier and attribute name in the source of ``fn`` (for static rules)."""
+def referenced_names(fn: Callable | type) -> set[str]:
+    """Every identifier and attribute name in the source of ``fn`` (for static rules).
+
+    For a class, the union over the functions defined in its body: Python cannot read
+    the source of a class defined in a notebook cell, but it can read its methods'.
+    """
+    if inspect.isclass(fn):
+        names: set[str] = set()
+        for member in vars(fn).values():
+            func = member.__func__ if isinstance(member, staticmethod | classmethod) else member
+            if inspect.isfunction(func):
+                names |= referenced_names(func)
+        return names
     try:
         src = textwrap.dedent(inspect.getsource(fn))
     except (OSError, TypeError) as exc:
         raise AssertionError(f"could not read the source of {getattr(fn, '__name__', fn)!r}: {exc}") from None
-    names: set[str] = set()
+    names = set()
     for node in ast.walk(ast.parse(src)):
         if isinstance(node, ast.Name):
             names.add(node.id)
@@ -185,7 +196,7 @@ def referenced_names(fn: Callable) -> set[str]:
     return names
 
 
-def assert_not_uses(fn: Callable, forbidden: Iterable[str], hint: str = "") -> None:
+def assert_not_uses(fn: Callable | type, forbidden: Iterable[str], hint: str = "") -> None:
     """Fail if the source of ``fn`` mentions any forbidden name (e.g. ``conv2d``, ``unfold``)."""
     used = sorted(referenced_names(fn) & set(forbidden))
     if used:

@@ -87,3 +87,15 @@ def test_static_name_rules():
     with pytest.raises(AssertionError, match="uses conv2d"):
         assert_not_uses(uses_conv, {"conv2d", "unfold"})
     assert_not_uses(clean, {"conv2d"})
+
+    class Layer:
+        def forward(self, x):
+            return F.max_pool2d(x, 2)
+
+        @staticmethod
+        def helper(x):
+            return x.unfold(2, 2, 2)
+
+    assert {"max_pool2d", "unfold"} <= referenced_names(Layer)
+    with pytest.raises(AssertionError, match="Layer uses max_pool2d"):
+        assert_not_uses(Layer, {"max_pool2d"})
