@@ -121,6 +121,7 @@ FORBIDDEN_GROUPS: dict[str, frozenset[str]] = {
         "conv_transpose3d", "cudnn_convolution", "cudnn_convolution_transpose", "mkldnn_convolution",
         "_nnpack_spatial_convolution", "_slow_conv2d_forward", "slow_conv_dilated2d", "slow_conv_transpose2d",
         "thnn_conv2d", "_convolution_mode", "convolution_overrideable", "miopen_convolution",
+        "convolution_backward", "convolution_backward_overrideable", "_convolution_double_backward",
     }),
     "unfold": frozenset({"im2col", "col2im"}),
     "pool": frozenset({

@@ -62,6 +62,10 @@ def test_forbid_ops_blocks_every_route_to_the_kernel():
                  lambda: torch.conv2d(x, w), lambda: F.conv_transpose2d(x, w.transpose(0, 1))):
         with pytest.raises(ForbiddenOpError, match="convolution"), forbid_ops("conv", label="f"):
             call()
+    g = torch.randn(1, 3, 4, 4)  # torch.nn.grad's helpers go through aten.convolution_backward
+    for call in (lambda: torch.nn.grad.conv2d_input(x.shape, w, g), lambda: torch.nn.grad.conv2d_weight(x, w.shape, g)):
+        with pytest.raises(ForbiddenOpError, match="convolution"), forbid_ops("conv"):
+            call()
     with pytest.raises(ForbiddenOpError, match="im2col"), forbid_ops("unfold"):
         F.unfold(x, 3)
     with pytest.raises(ForbiddenOpError), forbid_ops("pool"):
