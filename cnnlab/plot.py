@@ -19,10 +19,19 @@ import torch  # noqa: E402
 
 
 def _to_hwc(img: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Turn (C, H, W) / (H, W) tensors or arrays into something imshow understands."""
-    arr = img.detach().cpu().float().numpy() if isinstance(img, torch.Tensor) else np.asarray(img, dtype=np.float32)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
-        arr = arr.transpose(1, 2, 0)
+    """Turn images into something imshow understands.
+
+    Tensors follow torch's layout, (C, H, W) or (H, W); NumPy arrays may be (H, W, C),
+    or (C, H, W) when that is unambiguous.
+    """
+    if isinstance(img, torch.Tensor):
+        arr = img.detach().cpu().float().numpy()
+        if arr.ndim == 3:
+            arr = arr.transpose(1, 2, 0)
+    else:
+        arr = np.asarray(img, dtype=np.float32)
+        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+            arr = arr.transpose(1, 2, 0)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3):

@@ -37,6 +37,8 @@ def test_show_kernels_scales_each_kernel():
     for ax in [a for a in fig.axes if a.images]:
         arr = ax.images[0].get_array()
         assert abs(arr.min()) < 1e-6 and abs(arr.max() - 1) < 1e-4 and arr.shape == (3, 3, 3)
+    fig = show_kernels(torch.randn(4, 1, 3, 3))  # one input channel: each kernel is a 3x3 gray image
+    assert [a.images[0].get_array().shape for a in fig.axes if a.images] == [(3, 3)] * 4
     with pytest.raises(ValueError):
         show_kernels(torch.randn(3, 3))
 
