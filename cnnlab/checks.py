@@ -45,9 +45,36 @@ def tolerance(dtype: torch.dtype) -> tuple[float, float]:
     return TOLERANCES.get(dtype, (0.0, 0.0))
 
 
+def _plain_tensor(value: torch.Tensor) -> torch.Tensor:
+    """A plain ``torch.Tensor`` view of ``value``: a subclass cannot fake comparisons through it."""
+    if type(value) is torch.Tensor:
+        return value.detach()
+    with torch._C.DisableTorchFunctionSubclass():
+        return value.detach().as_subclass(torch.Tensor)
+
+
+def _plain(value: Any) -> Any:
+    """Python numbers, strings and sequences rebuilt from their base types (no custom __eq__)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value) if isinstance(value, np.bool_) else bool.__bool__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, np.integer | np.floating) and type(value).__module__ == "numpy":
+        return value.item()
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in tuple.__iter__(value))
+    if isinstance(value, list):
+        return [_plain(v) for v in list.__iter__(value)]
+    return value
+
+
 def _to_tensor(value: Any, name: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
-        return value.detach()
+        return _plain_tensor(value)
     if isinstance(value, np.ndarray | int | float | bool | np.number | list | tuple):
         try:
             return _as_tensor(_np_asarray(value))
@@ -107,7 +134,15 @@ def assert_close(
 
 
 def assert_equal(actual: Any, expected: Any, name: str = "answer", hint: str = "") -> None:
-    """Exact equality for ints, strings and tuples, with the two values in the message."""
+    """Exact equality for ints, strings and tuples, with the two values in the message.
+
+    Both sides are first rebuilt from Python's base types, so an object whose ``__eq__``
+    always answers True (or an ``int`` subclass that lies) does not pass.
+    """
+    actual, expected = _plain(actual), _plain(expected)
+    plain_types = (bool, int, float, str, tuple, list, type(None))
+    if isinstance(expected, plain_types) and not isinstance(actual, plain_types):
+        raise AssertionError(f"{name}: expected {expected!r} ({type(expected).__name__}), got a {type(actual).__name__}")
     if actual != expected or type(actual) is bool and type(expected) is not bool:
         msg = f"{name}: expected {expected!r}, got {actual!r}"
         raise AssertionError(f"{msg}. {hint}" if hint else msg)

@@ -103,3 +103,39 @@ def test_static_name_rules():
     assert {"max_pool2d", "unfold"} <= referenced_names(Layer)
     with pytest.raises(AssertionError, match="Layer uses max_pool2d"):
         assert_not_uses(Layer, {"max_pool2d"})
+
+
+def test_comparisons_cannot_be_faked_by_student_objects():
+    class Liar(int):
+        def __eq__(self, other):
+            return True
+
+        def __ne__(self, other):
+            return False
+
+        __hash__ = int.__hash__
+
+    class Anything:
+        def __eq__(self, other):
+            return True
+
+        def __ne__(self, other):
+            return False
+
+    class FakeTensor(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            if func is torch.isclose:
+                return torch.ones_like(args[0], dtype=torch.bool)
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    with pytest.raises(AssertionError, match="expected 5, got 4"):
+        assert_equal(Liar(4), 5)
+    with pytest.raises(AssertionError, match="got a Anything"):
+        assert_equal(Anything(), 5)
+    with pytest.raises(AssertionError, match=r"expected \(1, 2\), got \(1, 3\)"):
+        assert_equal((1, Liar(3)), (1, 2))
+    assert_equal([1, 2.0], [1, 2])
+    fake = torch.zeros(3).as_subclass(FakeTensor)
+    with pytest.raises(AssertionError, match="3 of 3 values differ"):
+        assert_close(fake, torch.ones(3))
