@@ -12,8 +12,9 @@ JOBS ?= $(shell nproc)
 TOPIC ?=
 NOTEBOOK ?=
 LAB_ARGS ?=
+AUTOGRADE_ARGS ?=
 
-.PHONY: venv lab test lint release grade bench autograde lock clean help
+.PHONY: venv lab test lint release grade bench autograde bench-autograde lock clean help
 
 help:
 	@echo "make lab        install (first time) and open JupyterLab on the course"
@@ -22,6 +23,7 @@ help:
 	@echo "make release    regenerate the student notebooks in release/"
 	@echo "make autograde ASSIGNMENT=01_convolution [JOBS=n]   grade submitted/*/<id>/"
 	@echo "make bench      time every notebook and print the metrics they reach"
+	@echo "make bench-autograde   grading throughput, JOBS=1 vs JOBS=2"
 	@echo "make lint       ruff over the package, tests and notebooks"
 
 venv: $(VENV)/.installed
@@ -56,7 +58,11 @@ bench: venv
 # Instructor grading of submitted/*/$(ASSIGNMENT)/: sandboxed, parallel, fault-isolated.
 autograde: venv
 	@test -n "$(ASSIGNMENT)" || { echo "usage: make autograde ASSIGNMENT=<id> [JOBS=n]"; exit 2; }
-	$(PY) -m cnnlab.autograde $(ASSIGNMENT) --jobs $(JOBS)
+	$(PY) -m cnnlab.autograde $(ASSIGNMENT) --jobs $(JOBS) $(AUTOGRADE_ARGS)
+
+# Grading throughput with JOBS=1 and JOBS=2 on a generated class of honest students.
+bench-autograde: venv
+	$(PY) -m cnnlab.autograde --bench
 
 lock: venv
 	{ echo "# Exact pins for the whole course (lock-style). Regenerate with: make lock"; \
