@@ -850,11 +850,6 @@ class SandboxKernel:
             if (Path("/etc") / etc).exists():
                 args += ["--ro-bind", f"/etc/{etc}", f"/etc/{etc}"]
         args += ["--ro-bind", str(ipc / "passwd"), "/etc/passwd", "--ro-bind", str(ipc / "group"), "/etc/group"]
-        for path in _python_roots():
-            if path == "/usr" or path.startswith("/usr/"):
-                continue
-            ensure_parents(path)
-            args += ["--ro-bind", path, path]
         args += ["--proc", "/proc", "--dev", "/dev",
                  "--perms", "1777", "--size", str(lim.tmpfs_bytes), "--tmpfs", "/dev/shm",
                  "--perms", "1777", "--size", str(lim.tmpfs_bytes), "--tmpfs", "/tmp",
@@ -862,6 +857,14 @@ class SandboxKernel:
                  "--perms", "0777", "--size", str(lim.tmpfs_bytes), "--tmpfs", SANDBOX_HOME,
                  "--perms", "0755", "--dir", "/run",
                  "--bind", str(ipc), IPC_MOUNT]
+        # The Python roots come after the private /tmp and home, so a course (and its .venv)
+        # that lives under /tmp or /home is not hidden by them.
+        made.update({"/tmp", "/dev", "/dev/shm", "/home", SANDBOX_HOME, "/run", "/proc"})
+        for path in _python_roots():
+            if path == "/usr" or path.startswith("/usr/"):
+                continue
+            ensure_parents(path)
+            args += ["--ro-bind", path, path]
         if self.files is not None:
             args += ["--ro-bind", str(self.files), SUBMISSION_MOUNT]
         env = {
