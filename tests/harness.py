@@ -1,8 +1,9 @@
 """Shared checks for every topic: mutants rejected, autograde scores, exercise structure.
 
 Each topic has one test module, ``tests/test_topic_NN_name.py``, that lists its
-mutants and calls :func:`topic_tests`. One module per topic lets pytest-xdist
-(``--dist loadfile``) spread the topics over the workers.
+mutants and defines four short test functions calling :func:`check_structure`,
+:func:`check_mutants`, :func:`check_autograde` and :func:`check_release`. One module
+per topic lets pytest-xdist (``--dist loadfile``) spread the topics over the workers.
 
 A mutant is a plausible wrong solution written as a text replacement inside a
 solution cell of the source notebook. The notebook is executed once in one kernel;
@@ -29,7 +30,9 @@ class Mutant:
 
     ``name`` says what mistake it models. ``rerun`` names extra cells (grade_id or
     cell id) to run after the mutated cell and before its tests, e.g. a training cell
-    that uses the mutated function.
+    that uses the mutated function. ``visible=True`` marks a classic mistake that the
+    *visible* part of the test cells (the lines before ``### BEGIN HIDDEN TESTS``) must
+    already reject, so a learner hears of it before grading.
     """
 
     cell: str
@@ -37,6 +40,7 @@ class Mutant:
     old: str
     new: str
     rerun: tuple[str, ...] = ()
+    visible: bool = False
 
 
 def source_notebook(topic: str) -> Path:
@@ -57,6 +61,14 @@ def _nbg(cell: dict) -> dict:
 
 def solution_cells(cells: list[dict]) -> list[str]:
     return [cell_key(c) for c in cells if c["cell_type"] == "code" and _nbg(c).get("solution")]
+
+
+HIDDEN_MARKER = "### BEGIN HIDDEN TESTS"
+
+
+def visible_part(source: str) -> str:
+    """The lines of a test cell a learner sees: everything before the hidden-tests marker."""
+    return source.split(HIDDEN_MARKER, 1)[0]
 
 
 def graded_cells_after(cells: list[dict], key: str) -> list[int]:
@@ -115,11 +127,13 @@ def run_mutants(topic: str, mutants: list[Mutant], path: Path | None = None) -> 
             for i in tests:
                 if killed:
                     break
-                result = kernel.run(_src(cells[i]))
+                code = visible_part(_src(cells[i])) if m.visible else _src(cells[i])
+                result = kernel.run(code)
                 if not result.ok:
                     killed = f"{cell_key(cells[i])}: {result}"
             if killed is None:
-                problems.append(f"{label} SURVIVED: every test cell passed")
+                where = "the visible part of every test cell" if m.visible else "every test cell"
+                problems.append(f"{label} SURVIVED: {where} passed")
             kernel.run(original)
             for key in m.rerun:
                 if key in index:
@@ -153,41 +167,36 @@ def structure_problems(topic: str, mutants: list[Mutant], path: Path | None = No
     return problems
 
 
-def topic_tests(topic: str, mutants: list[Mutant]) -> dict:
-    """The test functions of one topic, to be placed in the topic's test module namespace."""
+def check_structure(topic: str, mutants: list[Mutant]) -> None:
+    """Every solution cell has markers, enough mutants and a locked, pointed test cell with hidden tests."""
+    problems = structure_problems(topic, mutants)
+    assert not problems, "\n".join(problems)
 
-    def test_exercise_structure():
-        problems = structure_problems(topic, mutants)
-        assert not problems, "\n".join(problems)
 
-    def test_mutants_rejected():
-        problems = run_mutants(topic, mutants)
-        assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)
+def check_mutants(topic: str, mutants: list[Mutant]) -> None:
+    """The reference solution passes every test cell and every mutant is rejected."""
+    problems = run_mutants(topic, mutants)
+    assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)
 
-    def test_autograde_scores(tmp_path):
-        """Through nbgrader: the source as a submission scores full marks, the blank release zero."""
-        reports = autograde_notebooks(
-            topic, {"reference": source_notebook(topic), "blank": release_notebook(topic)},
-            workdir=tmp_path, feedback=False,
-        )
-        ref, blank = reports["reference"], reports["blank"]
-        assert ref.max_score > 0, f"no graded cells found: {ref}"
-        assert ref.score == ref.max_score, f"reference solution lost points:\n{ref.table()}"
-        assert blank.score == 0, f"the untouched student notebook earns points:\n{blank.table()}"
-        assert len(blank.exercises) == len(ref.exercises)
 
-    def test_release_matches_source_cells():
-        """The student version has every cell of the source, in order, with solutions removed."""
-        src_cells = load_cells(source_notebook(topic))
-        rel_cells = load_cells(release_notebook(topic))
-        assert [cell_key(c) for c in rel_cells] == [cell_key(c) for c in src_cells], "run `make release`"
+def check_autograde(topic: str, workdir: Path) -> None:
+    """Through nbgrader: the source as a submission scores full marks, the blank release zero."""
+    reports = autograde_notebooks(
+        topic, {"reference": source_notebook(topic), "blank": release_notebook(topic)},
+        workdir=workdir, feedback=False,
+    )
+    ref, blank = reports["reference"], reports["blank"]
+    assert ref.max_score > 0, f"no graded cells found: {ref}"
+    assert ref.score == ref.max_score, f"reference solution lost points:\n{ref.table()}"
+    assert blank.score == 0, f"the untouched student notebook earns points:\n{blank.table()}"
+    assert len(blank.exercises) == len(ref.exercises)
 
-    return {
-        "test_exercise_structure": test_exercise_structure,
-        "test_mutants_rejected": test_mutants_rejected,
-        "test_autograde_scores": test_autograde_scores,
-        "test_release_matches_source_cells": test_release_matches_source_cells,
-    }
+
+def check_release(topic: str) -> None:
+    """The student version has every cell of the source, in order, with solutions removed."""
+    src_cells = load_cells(source_notebook(topic))
+    rel_cells = load_cells(release_notebook(topic))
+    assert [cell_key(c) for c in rel_cells] == [cell_key(c) for c in src_cells], "run `make release`"
 
 
 def load_notebook(path: Path) -> dict:

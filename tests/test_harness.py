@@ -39,3 +39,13 @@ def test_harness_flags_weak_tests_and_bad_mutants(tmp_path):
     assert "absent text" in problems[2] and "not found" in problems[2]
     # and the static check wants three mutants per solution cell
     assert structure_problems("toy", mutants[:2], path=path) == ["solution cell 'add' has 2 mutants; need 3"]
+
+
+def test_visible_mutants_must_die_before_the_hidden_tests(tmp_path):
+    path = tmp_path / "toy.ipynb"
+    write_notebook(py_to_notebook(NOTEBOOK), path)
+    only_hidden_catches = Mutant("add", "wrong at zero", old="return a + b", new="return a + b if a else 1")
+    visible_catches = Mutant("add", "subtracts", old="a + b", new="a - b", visible=True)
+    assert run_mutants("toy", [only_hidden_catches, visible_catches], path=path) == []
+    problems = run_mutants("toy", [Mutant(**{**only_hidden_catches.__dict__, "visible": True})], path=path)
+    assert len(problems) == 1 and "visible part of every test cell passed" in problems[0], problems

@@ -1,6 +1,6 @@
 """Topic 01_convolution: mutants the hidden tests must reject, plus the shared topic checks."""
 
-from harness import Mutant, topic_tests
+from harness import Mutant, check_autograde, check_mutants, check_release, check_structure
 
 MUTANTS = [
     # conv_output_size
@@ -55,4 +55,20 @@ MUTANTS = [
            new="drill_bottleneck_ratio = (256 * 64 + 64 * 64 * 9 + 64 * 256) / (256 * 256 * 9)"),
 ]
 
-globals().update(topic_tests("01_convolution", MUTANTS))
+TOPIC = "01_convolution"
+
+
+def test_exercise_structure():
+    check_structure(TOPIC, MUTANTS)
+
+
+def test_mutants_rejected():
+    check_mutants(TOPIC, MUTANTS)
+
+
+def test_autograde_scores(tmp_path):
+    check_autograde(TOPIC, tmp_path)
+
+
+def test_release_matches_source_cells():
+    check_release(TOPIC)

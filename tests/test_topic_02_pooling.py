@@ -1,6 +1,6 @@
 """Topic 02_pooling: mutants the hidden tests must reject, plus the shared topic checks."""
 
-from harness import Mutant, topic_tests
+from harness import Mutant, check_autograde, check_mutants, check_release, check_structure
 
 _ZERO_FILL_SHIFT = (
     "torch.roll(F.pad(images, (abs(dx), abs(dx), abs(dy), abs(dy))), shifts=(dy, dx), dims=(2, 3))"
@@ -69,4 +69,20 @@ MUTANTS = [
            old="return (before == after).float().mean().item()", new="return (before != after).float().mean().item()"),
 ]
 
-globals().update(topic_tests("02_pooling", MUTANTS))
+TOPIC = "02_pooling"
+
+
+def test_exercise_structure():
+    check_structure(TOPIC, MUTANTS)
+
+
+def test_mutants_rejected():
+    check_mutants(TOPIC, MUTANTS)
+
+
+def test_autograde_scores(tmp_path):
+    check_autograde(TOPIC, tmp_path)
+
+
+def test_release_matches_source_cells():
+    check_release(TOPIC)

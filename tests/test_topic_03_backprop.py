@@ -1,6 +1,6 @@
 """Topic 03_backprop: mutants the hidden tests must reject, plus the shared topic checks."""
 
-from harness import Mutant, topic_tests
+from harness import Mutant, check_autograde, check_mutants, check_release, check_structure
 
 MUTANTS = [
     # numerical_gradient
@@ -52,4 +52,20 @@ MUTANTS = [
     Mutant("he_std", "uniform bound instead of std", old="math.sqrt(2.0 / fan_in)", new="math.sqrt(6.0 / fan_in)"),
 ]
 
-globals().update(topic_tests("03_backprop", MUTANTS))
+TOPIC = "03_backprop"
+
+
+def test_exercise_structure():
+    check_structure(TOPIC, MUTANTS)
+
+
+def test_mutants_rejected():
+    check_mutants(TOPIC, MUTANTS)
+
+
+def test_autograde_scores(tmp_path):
+    check_autograde(TOPIC, tmp_path)
+
+
+def test_release_matches_source_cells():
+    check_release(TOPIC)

@@ -1,5 +1,5 @@
 """Topic 04_training: mutants the hidden tests must reject, plus the shared topic checks."""
-from harness import Mutant, topic_tests
+from harness import Mutant, check_autograde, check_mutants, check_release, check_structure
 
 MUTANTS = [
     # batchnorm2d_forward
@@ -67,4 +67,20 @@ MUTANTS = [
            old="num_epochs, batch_size, lr = 8, 64, 3e-3", new="num_epochs, batch_size, lr = 8, 64, 3e-6"),
 ]
 
-globals().update(topic_tests("04_training", MUTANTS))
+TOPIC = "04_training"
+
+
+def test_exercise_structure():
+    check_structure(TOPIC, MUTANTS)
+
+
+def test_mutants_rejected():
+    check_mutants(TOPIC, MUTANTS)
+
+
+def test_autograde_scores(tmp_path):
+    check_autograde(TOPIC, tmp_path)
+
+
+def test_release_matches_source_cells():
+    check_release(TOPIC)

@@ -1,5 +1,5 @@
 """Topic 05_architectures: mutants the hidden tests must reject, plus the shared topic checks."""
-from harness import Mutant, topic_tests
+from harness import Mutant, check_autograde, check_mutants, check_release, check_structure
 
 MUTANTS = [
     # vgg_block
@@ -49,4 +49,20 @@ MUTANTS = [
     Mutant("stage_receptive_fields", "starts at 0 instead of 1 pixel", old="rf, jump = 1, 1", new="rf, jump = 0, 1"),
 ]
 
-globals().update(topic_tests("05_architectures", MUTANTS))
+TOPIC = "05_architectures"
+
+
+def test_exercise_structure():
+    check_structure(TOPIC, MUTANTS)
+
+
+def test_mutants_rejected():
+    check_mutants(TOPIC, MUTANTS)
+
+
+def test_autograde_scores(tmp_path):
+    check_autograde(TOPIC, tmp_path)
+
+
+def test_release_matches_source_cells():
+    check_release(TOPIC)

@@ -1,5 +1,5 @@
 """Topic 06_resnet: mutants the hidden tests must reject, plus the shared topic checks."""
-from harness import Mutant, topic_tests
+from harness import Mutant, check_autograde, check_mutants, check_release, check_structure
 
 MUTANTS = [
     # BasicBlock
@@ -65,4 +65,20 @@ MUTANTS = [
            old="    return net\n", new="    return SmallResNet(num_classes=10).to(device)\n"),
 ]
 
-globals().update(topic_tests("06_resnet", MUTANTS))
+TOPIC = "06_resnet"
+
+
+def test_exercise_structure():
+    check_structure(TOPIC, MUTANTS)
+
+
+def test_mutants_rejected():
+    check_mutants(TOPIC, MUTANTS)
+
+
+def test_autograde_scores(tmp_path):
+    check_autograde(TOPIC, tmp_path)
+
+
+def test_release_matches_source_cells():
+    check_release(TOPIC)

@@ -1,5 +1,5 @@
 """Topic 07_efficient: mutants the hidden tests must reject, plus the shared topic checks."""
-from harness import Mutant, topic_tests
+from harness import Mutant, check_autograde, check_mutants, check_release, check_structure
 
 MUTANTS = [
     # DepthwiseSeparableConv
@@ -90,4 +90,20 @@ MUTANTS = [
            old="x = torch.randn(input_shape, device=device)", new="x = torch.randn(tuple(input_shape)[1:], device=device)"),
 ]
 
-globals().update(topic_tests("07_efficient", MUTANTS))
+TOPIC = "07_efficient"
+
+
+def test_exercise_structure():
+    check_structure(TOPIC, MUTANTS)
+
+
+def test_mutants_rejected():
+    check_mutants(TOPIC, MUTANTS)
+
+
+def test_autograde_scores(tmp_path):
+    check_autograde(TOPIC, tmp_path)
+
+
+def test_release_matches_source_cells():
+    check_release(TOPIC)

@@ -1,6 +1,6 @@
 """Topic 09_detection: mutants the hidden tests must reject, plus the shared topic checks."""
 
-from harness import Mutant, topic_tests
+from harness import Mutant, check_autograde, check_mutants, check_release, check_structure
 
 MUTANTS = [
     # box_iou
@@ -87,4 +87,20 @@ MUTANTS = [
            new="detector = train_detector(num_epochs=2)"),
 ]
 
-globals().update(topic_tests("09_detection", MUTANTS))
+TOPIC = "09_detection"
+
+
+def test_exercise_structure():
+    check_structure(TOPIC, MUTANTS)
+
+
+def test_mutants_rejected():
+    check_mutants(TOPIC, MUTANTS)
+
+
+def test_autograde_scores(tmp_path):
+    check_autograde(TOPIC, tmp_path)
+
+
+def test_release_matches_source_cells():
+    check_release(TOPIC)

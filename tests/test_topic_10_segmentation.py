@@ -1,6 +1,6 @@
 """Topic 10_segmentation: mutants the hidden tests must reject, plus the shared topic checks."""
 
-from harness import Mutant, topic_tests
+from harness import Mutant, check_autograde, check_mutants, check_release, check_structure
 
 MUTANTS = [
     # conv_transpose2d
@@ -50,4 +50,20 @@ MUTANTS = [
     Mutant("train_unet", "optimizer never steps", old="            optimizer.step()\n", new="\n"),
 ]
 
-globals().update(topic_tests("10_segmentation", MUTANTS))
+TOPIC = "10_segmentation"
+
+
+def test_exercise_structure():
+    check_structure(TOPIC, MUTANTS)
+
+
+def test_mutants_rejected():
+    check_mutants(TOPIC, MUTANTS)
+
+
+def test_autograde_scores(tmp_path):
+    check_autograde(TOPIC, tmp_path)
+
+
+def test_release_matches_source_cells():
+    check_release(TOPIC)

@@ -1,0 +1,114 @@
+"""The interview questions the course answers, and where each lecture answers them.
+
+Every lecture ends with a ``## Interview questions`` section. In it, a question is a
+markdown line that is bold from start to end (``**What is pooling?**``); the lines
+after it, up to the next question, are its answer. Several question lines in a row
+share one answer (near-duplicate phrasings of one question). The course's list of
+questions is ``curriculum/interview-questions.tsv`` (id, topic, level, question): the
+ids are for bookkeeping only and never appear in a notebook.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+SECTION = re.compile(r"^## Interview questions\s*$", re.M)
+QUESTION_LINE = re.compile(r"^\*\*(?P<q>[^*].*?)\*\*\s*$")
+LINK = re.compile(r"\]\(#(?P<anchor>[^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6} +(?P<text>.+?)\s*$", re.M)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One row of ``interview-questions.tsv``."""
+
+    id: str
+    topic: str
+    level: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer in a lecture's closing section, with the question lines it answers."""
+
+    topic: str
+    questions: tuple[str, ...]
+    text: str
+
+    @property
+    def anchors(self) -> list[str]:
+        """The in-notebook sections the answer links to, in order."""
+        return [m["anchor"] for m in LINK.finditer(self.text)]
+
+    @property
+    def words(self) -> int:
+        return len(self.text.split())
+
+
+def normalise(text: str) -> str:
+    """Compare questions case- and whitespace-insensitively."""
+    return " ".join(text.split()).lower()
+
+
+def load_questions(path: Path) -> list[Question]:
+    """Read the question list; a missing file is an error, not an empty list."""
+    with Path(path).open(newline="") as f:
+        return [Question(r["id"], r["topic"], r["level"], r["question"]) for r in csv.DictReader(f, delimiter="\t")]
+
+
+def markdown_cells(path: Path) -> list[str]:
+    """The markdown cells of a notebook, as text."""
+    cells = json.loads(Path(path).read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+
+
+def heading_anchor(heading: str) -> str:
+    """The anchor JupyterLab gives a heading: its text with spaces turned into hyphens."""
+    return heading.strip().replace(" ", "-")
+
+
+def anchors(cells: list[str]) -> set[str]:
+    """Every heading anchor of a notebook's markdown cells."""
+    return {heading_anchor(m["text"]) for c in cells for m in HEADING.finditer(c)}
+
+
+def interview_section(cells: list[str]) -> list[str]:
+    """The lines of the closing section, from its heading to the end of the notebook."""
+    text = "\n".join(cells)
+    m = SECTION.search(text)
+    if m is None:
+        raise ValueError("no '## Interview questions' section")
+    return text[m.end():].splitlines()
+
+
+def parse_answers(topic: str, cells: list[str]) -> list[Answer]:
+    """Split a lecture's closing section into answers, each with its question lines."""
+    answers: list[Answer] = []
+    questions: list[str] = []
+    body: list[str] = []
+
+    def flush() -> None:
+        if questions:
+            answers.append(Answer(topic, tuple(questions), "\n".join(body).strip()))
+
+    for line in interview_section(cells):
+        m = QUESTION_LINE.match(line.strip())
+        if m:
+            if body and any(b.strip() for b in body):
+                flush()
+                questions, body = [], []
+            questions.append(m["q"].strip())
+        elif questions:
+            body.append(line)
+    flush()
+    return answers
+
+
+def lecture_answers(path: Path) -> list[Answer]:
+    """The answers in one lecture, topic taken from the file name."""
+    return parse_answers(Path(path).stem, markdown_cells(path))
