@@ -1,0 +1,38 @@
+"""Where the course is: found from the working directory or ``CNN_COURSE_ROOT``, never from ``__file__``.
+
+The tooling must work from an installed (non-editable) package, so it cannot locate the
+course relative to its own source files. A course root is a folder that holds
+``nbgrader_config.py`` and ``source/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "CNN_COURSE_ROOT"
+
+
+def is_course_root(path: Path) -> bool:
+    return (path / "nbgrader_config.py").is_file() and (path / "source").is_dir()
+
+
+def course_root(start: Path | None = None) -> Path:
+    """The course root: ``$CNN_COURSE_ROOT`` if set, else the nearest course folder at or above ``start``."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        root = Path(env).resolve()
+        if not is_course_root(root):
+            raise FileNotFoundError(f"{ENV_VAR}={env} is not a course folder (no nbgrader_config.py and source/)")
+        return root
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if is_course_root(folder):
+            return folder
+    raise FileNotFoundError(f"no course folder (nbgrader_config.py and source/) at or above {here}; "
+                            f"run from inside the course or set {ENV_VAR}")
+
+
+def lectures(root: Path) -> list[Path]:
+    """The topic lectures, in order: ``notebooks/NN_topic.ipynb`` with NN from 01 up (00 is the home page)."""
+    return [p for p in sorted((Path(root) / "notebooks").glob("[0-9][0-9]_*.ipynb")) if not p.name.startswith("00_")]
