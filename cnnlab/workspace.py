@@ -28,7 +28,19 @@ def sync_workspace(root: Path = REPO) -> list[Path]:
     return created
 
 
+def ensure_exchange(root: Path = REPO) -> Path:
+    """Create the course-local nbgrader exchange that ``nbgrader_config.py`` points to by default.
+
+    With it, JupyterLab's Assignment List and Course List open without "exchange directory
+    does not exist" errors on a single-user machine.
+    """
+    exchange = root / ".exchange"
+    exchange.mkdir(exist_ok=True)
+    return exchange
+
+
 def main() -> int:
+    ensure_exchange()
     created = sync_workspace()
     print(f"mywork/: {len(created)} new notebook(s) copied from release/ (existing work is never overwritten)")
     return 0
