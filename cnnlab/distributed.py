@@ -70,11 +70,16 @@ class StepTime:
 
 @dataclass(frozen=True)
 class DDPRun:
-    """What :func:`run_ddp` brings back: the timings and rank 0's parameters after training."""
+    """What :func:`run_ddp` brings back: the timings and rank 0's parameters after training.
+
+    ``allreduce_sweep`` holds ``(number of float32 values, seconds)`` for a bare all-reduce of
+    each requested buffer size (fastest of several repetitions).
+    """
 
     times: list[StepTime]
     final_params: torch.Tensor
     start_seconds: float
+    allreduce_sweep: list[tuple[int, float]]
 
 
 def make_net(width: int, fc_width: int = 0) -> nn.Module:
@@ -182,6 +187,7 @@ def _worker(rank: int, world_size: int, folder: str) -> None:
     config = json.loads((Path(folder) / "config.json").read_text())
     cases = [ScalingCase(**c) for c in config["cases"]]
     num_steps, train_steps, lr = config["num_steps"], config["train_steps"], config["lr"]
+    sizes = config["allreduce_sizes"]
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world_size)
     try:
@@ -216,8 +222,19 @@ def _worker(rank: int, world_size: int, folder: str) -> None:
                 reduce_times.append(time.perf_counter() - start)
             times.append(asdict(StepTime(world_size, case.width, case.batch_size, case.fc_width, num_params, seconds,
                                          min(reduce_times[1:]))))
+        # 3. Communication alone: all-reduce time against buffer size.
+        sweep = []
+        for numel in sizes:
+            buffer = torch.ones(numel)
+            reduce_times = []
+            for _ in range(num_steps + 1):
+                dist.barrier()
+                start = time.perf_counter()
+                dist.all_reduce(buffer)
+                reduce_times.append(time.perf_counter() - start)
+            sweep.append([numel, min(reduce_times)])
         if rank == 0:
-            torch.save({"times": times, "final": final}, Path(folder) / "result.pt")
+            torch.save({"times": times, "final": final, "sweep": sweep}, Path(folder) / "result.pt")
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -236,14 +253,15 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def run_ddp(cases: list[ScalingCase], world_size: int = 2, num_steps: int = 5, train_steps: int = 3,
-            lr: float = 0.1, timeout: float = 120.0) -> DDPRun:
+            lr: float = 0.1, allreduce_sizes: tuple[int, ...] = (), timeout: float = 120.0) -> DDPRun:
     """Start ``world_size`` gloo processes, train and time ``cases`` under DDP, and return the results.
 
     Each process is a fresh Python interpreter (it imports torch afresh, which costs a few
     seconds: ``start_seconds`` is the wall time of the whole run) that imports this module
     and calls its worker; they meet through a file in a new temporary folder. The first
     case is also trained for ``train_steps`` SGD steps at ``lr``; compare ``final_params``
-    with :func:`train_single_process` on the same width, batch size and ``fc_width``. A process that
+    with :func:`train_single_process` on the same width, batch size and ``fc_width``. Each
+    of ``allreduce_sizes`` (numbers of float32 values) is also all-reduced on its own. A process that
     fails or outlives ``timeout`` seconds stops the run with a ``RuntimeError`` that
     quotes the end of its error output.
     """
@@ -262,7 +280,8 @@ def run_ddp(cases: list[ScalingCase], world_size: int = 2, num_steps: int = 5, t
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="cnnlab-ddp-") as tmp:
         folder = Path(tmp)
-        config = {"cases": [asdict(c) for c in cases], "num_steps": num_steps, "train_steps": train_steps, "lr": lr}
+        config = {"cases": [asdict(c) for c in cases], "num_steps": num_steps, "train_steps": train_steps, "lr": lr,
+                  "allreduce_sizes": [int(n) for n in allreduce_sizes]}
         (folder / "config.json").write_text(json.dumps(config))
         procs = []
         for rank in range(world_size):
@@ -288,4 +307,6 @@ def run_ddp(cases: list[ScalingCase], world_size: int = 2, num_steps: int = 5, t
                                + _tail(folder / f"stderr-{rank}.txt"))
         result = torch.load(folder / "result.pt", weights_only=True)
     times = [StepTime(**t) for t in result["times"]]
-    return DDPRun(times=times, final_params=result["final"], start_seconds=time.perf_counter() - start)
+    sweep = [(int(n), float(t)) for n, t in result["sweep"]]
+    return DDPRun(times=times, final_params=result["final"], start_seconds=time.perf_counter() - start,
+                  allreduce_sweep=sweep)

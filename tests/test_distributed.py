@@ -18,7 +18,7 @@ from cnnlab.distributed import (
 
 def test_two_processes_match_single_process_training():
     cases = [ScalingCase(width=4, batch_size=8, fc_width=6), ScalingCase(width=3, batch_size=4)]
-    run = run_ddp(cases, world_size=2, num_steps=1, train_steps=2, lr=0.5)
+    run = run_ddp(cases, world_size=2, num_steps=1, train_steps=2, lr=0.5, allreduce_sizes=(10, 1000))
     assert isinstance(run, DDPRun)
     reference = train_single_process(width=4, batch_size=8, num_steps=2, lr=0.5, fc_width=6)
     untrained = (torch.manual_seed(0), flat_params(make_net(4, 6)))[1]
@@ -30,6 +30,7 @@ def test_two_processes_match_single_process_training():
     assert t.num_params == sum(p.numel() for p in make_net(4, 6).parameters())
     assert t2.num_params == sum(p.numel() for p in make_net(3).parameters())
     assert t.step_seconds > 0 and t.allreduce_seconds > 0
+    assert [n for n, _ in run.allreduce_sweep] == [10, 1000] and all(s > 0 for _, s in run.allreduce_sweep)
 
 
 def test_single_process_timing_and_records():
