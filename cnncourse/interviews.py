@@ -70,9 +70,16 @@ def markdown_cells(path: Path) -> list[str]:
     return ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
 
 
+INLINE_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+
+
 def heading_anchor(heading: str) -> str:
-    """The anchor JupyterLab gives a heading: its text with spaces turned into hyphens."""
-    return heading.strip().replace(" ", "-")
+    """The anchor JupyterLab gives a heading: its rendered text with spaces turned into hyphens.
+
+    The rendered text drops inline markup: code backticks, bold markers and link targets.
+    """
+    text = INLINE_LINK.sub(r"\1", heading).replace("`", "").replace("**", "").replace("__", "")
+    return text.strip().replace(" ", "-")
 
 
 def anchors(cells: list[str]) -> set[str]:

@@ -99,3 +99,10 @@ def test_exercise_links_point_to_lecture_headings(path):
 
 def test_heading_anchor_matches_jupyterlab():
     assert heading_anchor(" Add or concatenate ") == "Add-or-concatenate"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_learners_are_never_sent_to_the_answer_key(path):
+    """source/ holds solutions and hidden tests: lectures link to the student copy in release/ instead."""
+    text = "\n".join(markdown_cells(path))
+    assert not re.search(r"\]\((\.\./)+source/", text), "link to release/NN_topic/, not the answer key in source/"
