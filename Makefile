@@ -15,7 +15,7 @@ NOTEBOOK ?=
 LAB_ARGS ?=
 AUTOGRADE_ARGS ?=
 
-.PHONY: venv lab test test-gpu lint release grade bench autograde bench-autograde lock clean help
+.PHONY: venv lab test test-gpu lint release index book weights grade bench autograde bench-autograde lock clean help
 
 help:
 	@echo "make lab        install (first time) and open JupyterLab on the course"
@@ -23,6 +23,9 @@ help:
 	@echo "make test-gpu   every notebook, the mutants and autograde checks with CNNLAB_DEVICE=cuda"
 	@echo "make grade TOPIC=01_convolution   self-grade your notebook in mywork/"
 	@echo "make release    regenerate the student notebooks in release/"
+	@echo "make index      regenerate the interview index and the topic tables from the notebooks"
+	@echo "make book       build the course as a static, searchable HTML site in _build/book/"
+	@echo "make weights    retrain the course's pretrained backbone (cnnlab/weights/)"
 	@echo "make autograde ASSIGNMENT=01_convolution [JOBS=n]   grade submitted/*/<id>/"
 	@echo "make bench      time every notebook and print the metrics they reach"
 	@echo "make bench-autograde   grading throughput, JOBS=1 vs JOBS=2"
@@ -38,12 +41,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 lab: venv
 	$(PY) -m cnnlab.workspace
-	$(VENV)/bin/jupyter lab --allow-root --ServerApp.root_dir=$(CURDIR) $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --allow-root --ServerApp.root_dir=$(CURDIR) $(LAB_ARGS) notebooks/00_start_here.ipynb
 
 # One torch thread per worker: two workers on two cores.
 test: venv
 	$(VENV)/bin/ruff check .
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax -q
+	CNNLAB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax -q
 
 # The GPU path. Without a CUDA device it says so in one line and succeeds (GPU_REQUIRED=1 fails).
 test-gpu: venv
@@ -62,6 +65,15 @@ release: venv
 
 grade: venv
 	$(PY) -m cnnlab.grading $(TOPIC) $(NOTEBOOK)
+
+index: venv
+	$(PY) -m cnncourse.pages
+
+book: venv
+	OMP_NUM_THREADS=1 $(PY) -m cnncourse.book
+
+weights: venv
+	OMP_NUM_THREADS=1 $(PY) -m cnnlab.pretrained
 
 bench: venv
 	$(PY) -m cnnlab.bench
