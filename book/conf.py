@@ -2,7 +2,7 @@
 
 Built with Sphinx and MyST-NB: pure Python from PyPI (no Node toolchain, no theme or
 script fetched at build time), executed outputs cached by jupyter-cache so a rebuild
-only re-runs notebooks that changed, Sphinx's own offline search, and MathJax served
+only re-runs notebooks that changed, Sphinx's own offline search, and MathJax 3 served
 from the build itself. The source folder is the course root; ``cnncourse.book`` says
 which files are left out.
 """
@@ -22,9 +22,8 @@ html_theme = "furo"
 html_title = "Convolutional neural networks: the course"
 html_static_path = [str(mathjax_dir())]  # copied into _static/ of the build
 html_extra_path = ["extra"]  # index.html: the site opens on the home page
-mathjax_path = "MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
-mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]],
-                               "processEscapes": True}, "showMathMenu": False}
+mathjax_path = "tex-chtml.js"  # MathJax 3, from the site's own _static/
+html_favicon = "static/favicon.svg"
 html_copy_source = False
 html_show_sourcelink = False
 

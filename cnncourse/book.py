@@ -37,14 +37,15 @@ def rewrite_links(text: str) -> str:
 
 
 def mathjax_dir() -> Path:
-    """MathJax as shipped by the jupyter-server-mathjax package: served from the book, never a CDN."""
-    import jupyter_server_mathjax
+    """MathJax 3 (its ``es5`` build) as packaged on PyPI by django-static-mathjax: plain static files,
+    no Django needed. The book serves it from its own ``_static/``, never from a CDN."""
+    import mathjax
 
-    return Path(jupyter_server_mathjax.__file__).parent / "static"
+    return Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
 
 
 BOOK_EXCLUDE = ["**/.ipynb_checkpoints", "_build", ".venv", "*.md", "autograded/*.md", "docs", "release/*.md", "source", "submitted", "autograded",
-                "feedback", "mywork", "tests", ".grading", "book/extra", "book/*.py", "curriculum", "cnnlab", "cnncourse", "cnngrade",
+                "feedback", "mywork", "tests", ".grading", "book/extra", "book/static", "book/*.py", "curriculum", "cnnlab", "cnncourse", "cnngrade",
                 "tools", ".exchange", "*.egg-info"]
 NEVER_EXECUTED = ["release/*/*.ipynb", "notebooks/00_start_here.ipynb", "notebooks/interview_index.ipynb"]
 

@@ -6,11 +6,14 @@ test stays fast; `make book` executes them all with the same configuration.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
 import sys
+import threading
 from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -91,7 +94,9 @@ def test_every_local_link_and_image_resolves(site):
                 broken.append(f"{page.relative_to(site)}: {target}")
                 continue
             if parts.fragment and file.suffix == ".html":
-                ids = id_cache.setdefault(file, _parse(file).ids)
+                if file not in id_cache:
+                    id_cache[file] = _parse(file).ids
+                ids = id_cache[file]
                 if unquote(parts.fragment) not in ids:
                     broken.append(f"{page.relative_to(site)}: {target} (no such anchor)")
     assert not broken, f"{len(broken)} broken, e.g.:\n" + "\n".join(broken[:20])
@@ -104,24 +109,41 @@ def browser():
     driver.quit()
 
 
-MATH_DONE = """
-const hub = window.MathJax && window.MathJax.Hub;
-if (!hub) return 'no MathJax';
-const pending = hub.queue && (hub.queue.pending || hub.queue.running);
-return pending ? null : 'done';"""
+@pytest.fixture(scope="module")
+def served(site):
+    """The site on a static HTTP server on 127.0.0.1, as a reader's web server would serve it."""
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+TYPESET = """
+const done = arguments[arguments.length - 1];
+if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) { done('no MathJax'); return; }
+MathJax.startup.promise.then(() => done('done'), e => done('MathJax failed: ' + e));"""
 
 
 @pytest.mark.parametrize("page", ["notebooks/00_start_here.html", f"notebooks/{TOPIC}.html",
                                   "notebooks/interview_index.html", f"release/{TOPIC}/{TOPIC}.html"])
-def test_page_loads_clean_with_figures_and_typeset_math(site, browser, page):
-    browser.get((site / page).as_uri())
+def test_page_loads_clean_with_figures_and_typeset_math(served, browser, page):
+    browser.get(f"{served}/{page}")
     wait_for(lambda: browser.execute_script("return document.readyState") == "complete", 60, f"{page} to load")
     has_math = browser.execute_script("return document.querySelectorAll('.math').length") > 0
     if has_math:
-        state = wait_for(lambda: browser.execute_script(MATH_DONE), 60, "MathJax to finish")
-        assert state == "done", f"{page}: MathJax did not load from the site"
+        wait_for(lambda: browser.execute_script("return !!(window.MathJax && MathJax.startup)"), 60, "MathJax to load")
+        browser.set_script_timeout(120)
+        state = browser.execute_async_script(TYPESET)
+        assert state == "done", f"{page}: {state}"
         raw = browser.execute_script(
-            "return Array.from(document.querySelectorAll('.math')).filter(m => !m.querySelector('.MathJax, .MathJax_Display, .MathJax_Preview') && /\\\\\\(|\\\\\\[|\\$/.test(m.textContent)).length")
+            "return Array.from(document.querySelectorAll('.math')).filter(m => !m.querySelector('mjx-container')"
+            " && /\\\\\\(|\\\\\\[|\\$/.test(m.textContent)).length")
         assert raw == 0, f"{page}: {raw} formulas left as raw TeX"
     broken_images = browser.execute_script(
         "return Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
@@ -133,8 +155,8 @@ def test_page_loads_clean_with_figures_and_typeset_math(site, browser, page):
     assert not errors, f"{page}: console errors {errors[:5]}"
 
 
-def test_search_finds_a_lecture(site, browser):
-    browser.get((site / "search.html").as_uri() + "?q=receptive")
+def test_search_finds_a_lecture(served, browser):
+    browser.get(f"{served}/search.html?q=receptive")
     hits = wait_for(lambda: browser.execute_script(
         "const l = document.querySelectorAll('#search-results li, ul.search li'); return l.length ? l.length : null;"),
         60, "search results")
