@@ -106,3 +106,17 @@ def test_learners_are_never_sent_to_the_answer_key(path):
     """source/ holds solutions and hidden tests: lectures link to the student copy in release/ instead."""
     text = "\n".join(markdown_cells(path))
     assert not re.search(r"\]\((\.\./)+source/", text), "link to release/NN_topic/, not the answer key in source/"
+
+
+LECTURE_LINK = re.compile(r"\]\((?P<nb>[0-9]{2}_[A-Za-z0-9_]+\.ipynb)(?:#(?P<fragment>[^)\s]+))?\)")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_links_between_lectures_resolve(path):
+    """A lecture that mentions another topic links to it, in the form JupyterLab scrolls to."""
+    for m in (m for c in markdown_cells(path) for m in LECTURE_LINK.finditer(c)):
+        target = ROOT / "notebooks" / m["nb"]
+        assert target.is_file(), f"link to missing lecture {m['nb']}"
+        if m["fragment"]:
+            assert m["fragment"].startswith("heading="), f"use '#heading=' in links to another notebook: {m[0]}"
+            assert split_cross_link(m["fragment"]) in anchors(markdown_cells(target)), f"missing section: {m[0]}"
