@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -52,6 +54,24 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
+
+
+@contextmanager
+def nondeterministic_ok() -> Iterator[None]:
+    """Allow, inside the block, operations that have no deterministic kernel, without the alert.
+
+    For a cell that uses such an operation on purpose (``F.max_unpool2d``, quantized
+    tensors on the CPU) and whose result does not depend on it: after
+    ``seed_everything`` torch would print a warning there (some from C++, which no Python
+    warning filter can silence). The previous setting is restored on exit.
+    """
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 def _available(kind: str) -> bool:

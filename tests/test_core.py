@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab.core import get_device, report_metric, seed_everything
+from cnnlab.core import get_device, nondeterministic_ok, report_metric, seed_everything
 
 
 def test_seed_everything_repeats_every_generator():
@@ -62,6 +62,19 @@ def test_seed_everything_does_not_pretend_to_set_the_hash_seed(monkeypatch):
     seed_everything(3)
     assert "PYTHONHASHSEED" not in os.environ
     assert "PYTHONHASHSEED" in seed_everything.__doc__
+
+
+def test_nondeterministic_ok_silences_the_alert_and_restores_it(recwarn):
+    seed_everything(0)
+    pooled, indices = torch.nn.functional.max_pool2d(torch.rand(1, 1, 4, 4), 2, return_indices=True)
+    with nondeterministic_ok():
+        assert not torch.are_deterministic_algorithms_enabled()
+        torch.nn.functional.max_unpool2d(pooled, indices, 2)
+    assert not [w for w in recwarn if "deterministic" in str(w.message)]
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.nn.functional.max_unpool2d(pooled, indices, 2)
+    assert [w for w in recwarn if "deterministic" in str(w.message)], "outside the block torch alerts again"
 
 
 def _machine(monkeypatch, cuda: bool, mps: bool) -> None:
