@@ -11,10 +11,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from cnnlab.grading import REPO
+from cnncourse.root import CourseNotFound, course_root
 
 
-def sync_workspace(root: Path = REPO) -> list[Path]:
+def sync_workspace(root: Path) -> list[Path]:
     """Copy missing release files into ``root/mywork``; return the files created."""
     created = []
     for src in sorted((root / "release").rglob("*")):
@@ -29,7 +29,12 @@ def sync_workspace(root: Path = REPO) -> list[Path]:
 
 
 def main() -> int:
-    created = sync_workspace()
+    try:
+        root = course_root()
+    except CourseNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    created = sync_workspace(root)
     print(f"mywork/: {len(created)} new notebook(s) copied from release/ (existing work is never overwritten)")
     return 0
 
