@@ -18,5 +18,19 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 # Training exercises run inside the notebook: allow a generous per-cell time.
 c.ExecutePreprocessor.timeout = 900
 
+# Every autograde entry point (`nbgrader autograde`, the formgrader's Autograde button) runs
+# student code in the grading sandbox (bubblewrap, limits, guard), never in a plain kernel:
+# nbgrader's pipeline with its Execute step replaced (see cnngrade.plugin).
+c.Autograde.autograde_preprocessors = [
+    "cnngrade.plugin.SandboxExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.SandboxExecute.cell_timeout = 900
+
 # Where `nbgrader release_assignment` / `collect` exchange files (multi-user JupyterHub setups).
 c.Exchange.root = "/srv/nbgrader/exchange"

@@ -16,6 +16,7 @@ import ast
 import json
 import secrets
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -212,13 +213,13 @@ def make_execute_class():
         max_restarts = Int(2).tag(config=True)
 
         def preprocess(self, nb, resources):
-            work = Path(self.workdir)
+            work = Path(self.workdir) if self.workdir else Path(tempfile.mkdtemp(prefix="cnngrade-execute-"))
             files = work / "files"
             shutil.rmtree(files, ignore_errors=True)
             files.mkdir(parents=True)
             copy_regular_files(Path(resources.get("metadata", {}).get("path") or "."), files, skip_notebooks=True)
-            runner = CellRunner(SandboxSettings.from_dict(self.settings), work, files, self.cell_timeout,
-                                self.deadline, self.max_restarts)
+            runner = CellRunner(self._sandbox_settings(nb), work, files, self.cell_timeout, self.deadline,
+                                self.max_restarts)
             try:
                 try:
                     runner.start()
@@ -233,9 +234,27 @@ def make_execute_class():
                         cell.execution_count = count
             finally:
                 runner.stop()
-                if self.events_path:
-                    with open(self.events_path, "a") as fh:
-                        fh.writelines(json.dumps(ev) + "\n" for ev in runner.events)
+                self._report(runner.events)
+                if not self.workdir:
+                    shutil.rmtree(work, ignore_errors=True)
             return nb, resources
+
+        def _sandbox_settings(self, nb) -> SandboxSettings:
+            """The worker's settings; run by plain nbgrader, defaults with the notebook's own imports preloaded."""
+            settings = SandboxSettings.from_dict(self.settings)
+            if not self.settings:
+                from cnngrade.template import imports
+
+                settings.preload = imports(nb)[0]
+            return settings
+
+        def _report(self, events: list[dict]) -> None:
+            """Events go to the job's file; without one (plain nbgrader), to nbgrader's log."""
+            if self.events_path:
+                with open(self.events_path, "a") as fh:
+                    fh.writelines(json.dumps(ev) + "\n" for ev in events)
+            else:
+                for ev in events:
+                    self.log.warning("sandbox: %s", ev["text"])
 
     return SandboxExecute
