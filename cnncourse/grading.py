@@ -77,18 +77,43 @@ def topics(root: Path | None = None) -> list[str]:
     return sorted(p.name for p in (root / "source").iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def course_config(root: Path, db_path: Path, timeout: int = 900):
-    """The nbgrader configuration of a course at ``root`` with its gradebook at ``db_path``."""
+def load_course_config(root: Path):
+    """The course's own ``nbgrader_config.py`` as a traitlets Config (empty when there is none)."""
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    path = Path(root) / "nbgrader_config.py"
+    if not path.is_file():
+        return Config()
+    return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
+
+
+def course_config(root: Path, db_path: Path, timeout: int = 900, base=None):
+    """nbgrader's configuration for the course at ``root`` with its gradebook at ``db_path``.
+
+    ``base`` (the course's own ``nbgrader_config.py``, see :func:`load_course_config`) is
+    honoured; only the root, the gradebook and the execution timeout are set here, and the
+    course id and solution stub when ``base`` does not set them.
+    """
     from traitlets.config import Config
 
     c = Config()
+    if base is not None:
+        c.merge(base)
     c.CourseDirectory.root = str(root)
-    c.CourseDirectory.course_id = COURSE_ID
+    if "course_id" not in c.CourseDirectory:
+        c.CourseDirectory.course_id = COURSE_ID
     c.CourseDirectory.db_url = f"sqlite:///{db_path}"
     c.ExecutePreprocessor.timeout = timeout
     c.Execute.timeout = timeout
-    c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+    if "code_stub" not in c.ClearSolutions:
+        c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     return c
+
+
+def course_id(config) -> str:
+    """The course id a configuration names (the default course's otherwise)."""
+    return config.CourseDirectory.course_id if "course_id" in config.CourseDirectory else COURSE_ID
 
 
 def nbgrader_api(root: Path, db_path: Path, timeout: int = 900, config=None):
@@ -104,13 +129,13 @@ def nbgrader_api(root: Path, db_path: Path, timeout: int = 900, config=None):
     return api
 
 
-def generate(root: Path, assignment_ids: list[str], db_path: Path | None = None) -> None:
+def generate(root: Path, assignment_ids: list[str], db_path: Path | None = None, base=None) -> None:
     """Run nbgrader generate_assignment for each id: ``source/<id>`` -> ``release/<id>``.
 
     Raises RuntimeError with nbgrader's log when generation fails.
     """
     db_path = db_path or root / "gradebook.db"
-    api = nbgrader_api(root, db_path)
+    api = nbgrader_api(root, db_path, config=course_config(root, db_path, base=base))
     for aid in assignment_ids:
         result = api.generate_assignment(aid, force=True, create=True)
         if not result["success"]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from cnncourse.grading import generate, topics
+from cnncourse.grading import generate, load_course_config, topics
 from cnncourse.root import CourseNotFound, course_root
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: no such assignment(s) in source/: {', '.join(unknown)}", file=sys.stderr)
         return 2
-    generate(root, names)
+    generate(root, names, base=load_course_config(root))
     for name in names:
         print(f"release/{name}/ regenerated")
     return 0

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnncourse.grading import COURSE_ID, course_config, nbgrader_api
+from cnncourse.grading import course_config, course_id, load_course_config, nbgrader_api
 from cnngrade.execute import make_execute_class
 from cnngrade.files import copy_regular_files
 from cnngrade.gradebook import open_gradebook, read_notebook_result, zero_notebooks
@@ -124,7 +124,8 @@ def autograde(job: Job, course: Path, events_path: Path) -> tuple[object, str]:
         SaveAutoGrades,
     )
 
-    cfg = course_config(course, course / "gradebook.db", timeout=int(job.cell_timeout))
+    cfg = course_config(course, course / "gradebook.db", timeout=int(job.cell_timeout),
+                        base=load_course_config(Path(job.template)))
     cfg.Autograde.autograde_preprocessors = [make_execute_class(), IgnorePattern, ClearMetadataPreprocessor,
                                              LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
     cfg.SandboxExecute.settings = job.sandbox
@@ -156,7 +157,7 @@ def read_events(events_path: Path) -> list[str]:
 def collect_grades(course: Path, job: Job, sub: Submission, nbgrader_error: str) -> dict[str, NotebookResult]:
     """Per notebook: nbgrader's grades from the private gradebook, or zeros when it did not run."""
     out: dict[str, NotebookResult] = {}
-    with open_gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gb:
+    with open_gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id(load_course_config(Path(job.template)))) as gb:
         assignment = gb.find_assignment(job.assignment)
         zeros = zero_notebooks(assignment)
         for nb in assignment.notebooks:

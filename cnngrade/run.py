@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cnncourse.grading import COURSE_ID
+from cnncourse.grading import course_id, load_course_config
 from cnngrade import report
 from cnngrade.errors import InstructorError
 from cnngrade.files import hash_dir, install_dir
@@ -67,6 +67,23 @@ def check_course(root: Path, aid: str) -> None:
         raise InstructorError(f"the bubblewrap sandbox does not work on this machine: {problem}")
 
 
+def course_gradebook(root: Path, config) -> tuple[Path, str]:
+    """The instructor gradebook's path and course id, as the course's ``nbgrader_config.py`` names them."""
+    url = config.CourseDirectory.db_url if "db_url" in config.CourseDirectory else "sqlite:///gradebook.db"
+    if not url.startswith("sqlite:///"):
+        raise InstructorError(f"only SQLite gradebooks are supported (CourseDirectory.db_url = {url!r})")
+    path = Path(url[len("sqlite:///"):])
+    return (path if path.is_absolute() else root / path), course_id(config)
+
+
+def read_course_config(root: Path):
+    """The course's ``nbgrader_config.py``; an InstructorError when it does not load."""
+    try:
+        return load_course_config(root)
+    except Exception as exc:  # noqa: BLE001 - any error in the instructor's file
+        raise InstructorError(f"{root / 'nbgrader_config.py'} does not load: {type(exc).__name__}: {exc}") from None
+
+
 def source_imports(root: Path, aid: str) -> list[str]:
     """Modules the assignment's notebooks certainly import (for the sandbox's import check)."""
     import json
@@ -94,16 +111,18 @@ class Run:
         self.notes: list[str] = []
         self.backup: Path | None = None
         self.workers = Workers()
+        self.gradebook, self.course_id = self.root / "gradebook.db", ""
 
     def say(self, text: str) -> None:
         print(text, file=self.out or sys.stdout, flush=True)
 
     @property
     def db(self) -> Path:
-        return self.root / "gradebook.db"
+        return self.gradebook
 
     def check(self) -> list[Path]:
         check_course(self.root, self.aid)
+        self.gradebook, self.course_id = course_gradebook(self.root, read_course_config(self.root))
         return find_submissions(self.root, self.aid, self.only)
 
     # ---- run -------------------------------------------------------------------------
@@ -141,7 +160,7 @@ class Run:
         from nbgrader.api import MissingEntry
 
         todo = []
-        gb = open_gradebook(f"sqlite:///{self.db}", COURSE_ID) if self.db.exists() and not self.force else None
+        gb = open_gradebook(f"sqlite:///{self.db}", self.course_id) if self.db.exists() and not self.force else None
         try:
             for path in subs:
                 student = path.parent.name
@@ -166,7 +185,7 @@ class Run:
         self.workers.start_server()
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as side:
             probe = side.submit(import_check, source_imports(self.root, self.aid))
-            template = build_template(self.root, self.aid, run_dir)
+            template = build_template(self.root, self.aid, run_dir, self.db)
             problem = probe.result()
         if problem:
             raise InstructorError(f"the sandboxed kernel cannot import what the notebooks need: {problem} "
@@ -177,9 +196,9 @@ class Run:
     def _grade(self, todo: list[tuple[str, Path, str]], run_dir: Path, source_hash: str) -> None:
         template, sandbox = self._prepare(run_dir)
         self.backup = backup(self.db)
-        gb = open_gradebook(f"sqlite:///{self.db}", COURSE_ID)
+        gb = open_gradebook(f"sqlite:///{self.db}", self.course_id)
         try:
-            with open_gradebook(f"sqlite:///{template.folder / 'gradebook.db'}", COURSE_ID) as tgb:
+            with open_gradebook(f"sqlite:///{template.folder / 'gradebook.db'}", self.course_id) as tgb:
                 self.notes += sync_assignment(gb, tgb, self.aid)
             jobs = [Job(student, self.aid, str(path), str(template.folder), str(run_dir / "jobs" / f"{n:05d}"),
                         template.notebooks, sandbox, digest, source_hash, self.cell_timeout, self.timeout,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnncourse.cells import cell_source
-from cnncourse.grading import COURSE_ID, generate
+from cnncourse.grading import course_id, generate, load_course_config
 from cnngrade.files import copy_regular_files
 from cnngrade.gradebook import copy_duedate, memoize_alembic_version
 
@@ -53,13 +55,29 @@ def imports(notebook: dict) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(names)), list(dict.fromkeys(required))
 
 
-def build_template(root: Path, aid: str, run_dir: Path) -> Template:
-    """Generate the template of ``aid`` under ``run_dir`` from the course at ``root``."""
+COURSE_FILES = ("nbgrader_config.py", "autotests.yml")  # the course's own configuration, honoured
+
+
+def build_template(root: Path, aid: str, run_dir: Path, gradebook: Path | None = None) -> Template:
+    """Generate the template of ``aid`` under ``run_dir`` from the course at ``root``.
+
+    The course's ``nbgrader_config.py`` is honoured, and its ``autotests.yml`` is where
+    nbgrader looks for it (the working directory of ``generate_assignment``).
+    """
     memoize_alembic_version()
     folder = run_dir / "template"
     copy_regular_files(root / "source" / aid, folder / "source" / aid, limit_files=10_000, limit_bytes=2**40)
+    for name in COURSE_FILES:
+        if (root / name).is_file():
+            shutil.copy(root / name, folder / name)
     db = folder / "gradebook.db"
-    generate(folder, [aid], db)
+    config = load_course_config(folder)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        generate(folder, [aid], db, base=config)
+    finally:
+        os.chdir(cwd)
     notebooks = sorted(p.stem for p in (folder / "release" / aid).glob("*.ipynb"))
     template = Template(folder, notebooks)
     for nbname in notebooks:
@@ -68,5 +86,5 @@ def build_template(root: Path, aid: str, run_dir: Path) -> Template:
         template.required += required
     template.preload = list(dict.fromkeys(template.preload))
     template.required = list(dict.fromkeys(template.required))
-    copy_duedate(root / "gradebook.db", db, aid, COURSE_ID)
+    copy_duedate(gradebook or root / "gradebook.db", db, aid, course_id(config))
     return template

@@ -64,3 +64,34 @@ def test_sandbox_settings_default_to_the_notebooks_imports():
     step = SandboxExecute()
     nb = {"cells": [{"cell_type": "code", "source": "import math\nfrom os import path"}]}
     assert step._sandbox_settings(nb).preload == ["math", "os", "os.path"]
+
+
+@needs_bwrap
+def test_autotests_assignment_and_the_course_config_are_honoured(tmp_path):
+    """nbgrader's own autotests fixture (``autotests.yml`` at the course root) grades as nbgrader grades it."""
+    import sqlite3
+
+    import nbgrader
+    from autograde_course import run_grader
+
+    files = Path(nbgrader.__file__).parent / "tests" / "apps" / "files"
+    root = tmp_path / "course"
+    (root / "source" / "auto").mkdir(parents=True)
+    shutil.copy(files / "autotest-simple.ipynb", root / "source" / "auto" / "auto.ipynb")
+    shutil.copy(files / "autotests.yml", root / "autotests.yml")
+    (root / "nbgrader_config.py").write_text('c = get_config()  # noqa: F821\nc.CourseDirectory.course_id = "other-course"\n')
+    source = json.loads((root / "source" / "auto" / "auto.ipynb").read_text())
+    for student in ("good", "edited"):
+        (root / "submitted" / student / "auto").mkdir(parents=True)
+        nb = json.loads(json.dumps(source))
+        if student == "edited":  # the autotest cell is not locked: nbgrader grades the edit; it is named
+            next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "test_simple")[
+                "source"] = "assert True"
+        (root / "submitted" / student / "auto" / "auto.ipynb").write_text(json.dumps(nb))
+    run, code, out = run_grader(root, "auto", jobs=2)
+    assert code == 0, out
+    assert (run.outcomes["good"].score, run.outcomes["good"].max_score) == (1, 1), out
+    assert run.outcomes["edited"].score == 1 and "edited test cell(s) test_simple (not locked" in " ".join(
+        run.outcomes["edited"].reasons), out
+    with sqlite3.connect(root / "gradebook.db") as con:
+        assert con.execute("SELECT id FROM course").fetchall() == [("other-course",)]
