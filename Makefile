@@ -14,13 +14,14 @@ NOTEBOOK ?=
 LAB_ARGS ?=
 AUTOGRADE_ARGS ?=
 
-.PHONY: venv lab test lint release grade bench autograde bench-autograde lock clean help
+.PHONY: venv lab test lint release index grade bench autograde bench-autograde lock clean help
 
 help:
 	@echo "make lab        install (first time) and open JupyterLab on the course"
 	@echo "make test       install (first time) and run the whole test suite"
 	@echo "make grade TOPIC=01_convolution   self-grade your notebook in mywork/"
 	@echo "make release    regenerate the student notebooks in release/"
+	@echo "make index      regenerate the topic tables and the interview index"
 	@echo "make autograde ASSIGNMENT=01_convolution [JOBS=n]   grade submitted/*/<id>/"
 	@echo "make bench      time every notebook and print the metrics they reach"
 	@echo "make bench-autograde   grading throughput, JOBS=1 vs JOBS=2, beside plain nbgrader"
@@ -48,6 +49,10 @@ lint: venv
 
 release: venv
 	$(PY) -m cnncourse.release $(TOPICS)
+
+# The README's topic table, the home notebook's table and the interview index, from the notebooks.
+index: venv
+	$(PY) -m cnncourse.pages
 
 grade: venv
 	$(PY) -m cnncourse.grading $(TOPIC) $(NOTEBOOK)

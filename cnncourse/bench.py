@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnncourse.root import CourseNotFound, course_root
+from cnncourse.paths import CourseNotFound, course_root
 from cnnlab.core import METRIC_PREFIX
 
 BUDGET_SECONDS = 60.0

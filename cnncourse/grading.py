@@ -10,7 +10,7 @@ from an exit code (nbgrader's exit status says nothing reliable about scores).
     python -m cnncourse.grading 01_convolution path/to/nb.ipynb
 
 The course is found from the working directory (or ``CNN_COURSE_ROOT``), see
-:mod:`cnncourse.root`.
+:mod:`cnncourse.paths`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnncourse.root import CourseNotFound, course_root
+from cnncourse.paths import CourseNotFound, course_root
 
 COURSE_ID = "cnn-course"
 

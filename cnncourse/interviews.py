@@ -16,6 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnncourse.nbmeta import METADATA
+from cnncourse.paths import lectures
+
 SECTION = re.compile(r"^## Interview questions\s*$", re.M)
 QUESTION_LINE = re.compile(r"^\*\*(?P<q>[^*].*?)\*\*\s*$")
 LINK = re.compile(r"\]\(#(?P<anchor>[^)\s]+)\)")
@@ -112,3 +115,51 @@ def parse_answers(topic: str, cells: list[str]) -> list[Answer]:
 def lecture_answers(path: Path) -> list[Answer]:
     """The answers in one lecture, topic taken from the file name."""
     return parse_answers(Path(path).stem, markdown_cells(path))
+
+
+def lecture_title(path: Path) -> str:
+    """The lecture's first heading, without its leading hashes."""
+    for cell in markdown_cells(path):
+        m = HEADING.search(cell)
+        if m:
+            return m["text"]
+    return Path(path).stem
+
+
+def index_markdown(lectures: list[Path]) -> list[str]:
+    """The interview index as markdown cells: one cell per lecture, one line per question."""
+    cells = [
+        "# Interview index\n\n"
+        "Every interview question the course answers, grouped by topic. Each question links to the "
+        "lecture section that explains it; the full answer is in that lecture's closing section "
+        "(\"answer\"). Questions that are near-duplicates share one answer.\n\n"
+        "This page is generated from the lectures by `make index`: edit the lectures, not this page."
+    ]
+    for path in lectures:
+        lines = [f"## {lecture_title(path)}", ""]
+        for answer in lecture_answers(path):
+            target = f"{path.name}#{answer.anchors[0]}" if answer.anchors else path.name
+            for q in answer.questions:
+                lines.append(f"- [{q}]({target}) ([answer]({path.name}#Interview-questions))")
+        cells.append("\n".join(lines))
+    return cells
+
+
+def index_notebook(lectures: list[Path]) -> dict:
+    """A notebook (nbformat 4.5, no code) holding the interview index, deterministic ids."""
+    cells = [
+        {"cell_type": "markdown", "id": f"index-{i:02d}", "metadata": {}, "source": _source_lines(text)}
+        for i, text in enumerate(index_markdown(lectures))
+    ]
+    return {"cells": cells, "metadata": METADATA, "nbformat": 4, "nbformat_minor": 5}
+
+
+def _source_lines(text: str) -> list[str]:
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + [lines[-1]]
+
+
+def render_index(root: Path) -> str:
+    """The index notebook's file text for the course at ``root``."""
+    found = [p for p in lectures(root) if SECTION.search("\n".join(markdown_cells(p)))]
+    return json.dumps(index_notebook(found), indent=1, sort_keys=True, ensure_ascii=False) + "\n"

@@ -26,6 +26,10 @@ from pathlib import Path
 
 MARKER = re.compile(r"^# %%(?: \[(?P<kind>markdown|solution|tests)(?: (?P<name>[A-Za-z0-9_-]+))?(?: points=(?P<points>\d+(?:\.\d+)?))?\])?\s*$")
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+# What the kernel reports on start; stored in full so that opening a notebook does not mark it modified.
+LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                 "pygments_lexer": "ipython3", "version": "3.11.7"}
 
 
 def _nbgrader_meta(kind: str, name: str, points: str | None) -> dict:
@@ -82,7 +86,7 @@ def py_to_notebook(text: str) -> dict:
     dup = {i for i in ids if ids.count(i) > 1}
     if dup:
         raise ValueError(f"duplicate cell names: {sorted(dup)}")
-    return {"cells": cells, "metadata": {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}},
+    return {"cells": cells, "metadata": {"kernelspec": KERNELSPEC, "language_info": LANGUAGE_INFO},
             "nbformat": 4, "nbformat_minor": 5}
 
 

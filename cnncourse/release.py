@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from cnncourse.grading import generate, load_course_config, topics
-from cnncourse.root import CourseNotFound, course_root
+from cnncourse.paths import CourseNotFound, course_root
 
 
 def main(argv: list[str] | None = None) -> int:

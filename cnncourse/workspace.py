@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from cnncourse.root import CourseNotFound, course_root
+from cnncourse.paths import CourseNotFound, course_root
 
 
 def sync_workspace(root: Path) -> list[Path]:

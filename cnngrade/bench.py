@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnncourse.grading import generate, nbgrader_api, topics
-from cnncourse.root import course_root
+from cnncourse.paths import course_root
 from cnngrade.errors import InstructorError
 from cnngrade.sandbox import Limits
 

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from cnncourse.grading import ensure_env_on_path
-from cnncourse.root import CourseNotFound, course_root
+from cnncourse.paths import CourseNotFound, course_root
 from cnngrade.errors import InstructorError
 from cnngrade.sandbox import GiB, Limits
 

@@ -8,14 +8,22 @@ learner reads them.
 ATen dispatch level: every route to the real kernel (``F.conv2d``,
 ``nn.Conv2d``, ``torch.conv2d``, a saved alias, ``Tensor.__torch_function__``
 tricks) ends in the same ATen operator, which the mode refuses.
+
+A failed check reads like a failed ``assert`` in the test cell: the helpers here set
+``__tracebackhide__`` (honoured by pytest and IPython), and in a notebook the error shows
+the teaching message first, then only the test cell's failing line, without a walk
+through this module.
 """
 
 from __future__ import annotations
 
 import ast
 import inspect
+import os
 import textwrap
+import types
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +44,48 @@ TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
 }
 
 
-class ForbiddenOpError(AssertionError):
+_TORCH_DIR = str(Path(torch.__file__).parent) + os.sep
+
+
+def _visible_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """``tb`` without the frames that declare ``__tracebackhide__`` (the helpers of this module)
+    and without PyTorch's internals (between a learner's call and a refused operator)."""
+    frames = []
+    while tb is not None:
+        inside_torch = tb.tb_frame.f_code.co_filename.startswith(_TORCH_DIR)
+        if not (inside_torch or tb.tb_frame.f_locals.get("__tracebackhide__", False)):
+            frames.append(tb)
+        tb = tb.tb_next
+    kept = None
+    for entry in reversed(frames):
+        kept = types.TracebackType(kept, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return kept
+
+
+class CheckFailed(AssertionError):
+    """A check of a test cell failed; the message says what was expected and what came back.
+
+    IPython renders it through :meth:`_render_traceback_`: the message first, then the
+    traceback without this module's frames, which ends at the test cell's failing line.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        headline = f"{type(self).__name__}: {self}"
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+            tb = _visible_traceback(self.__traceback__)
+            if shell is None or tb is None:
+                return [headline]
+            stb = shell.InteractiveTB.structured_traceback(type(self), self, tb)
+            # IPython's last entry repeats the message: it is already the first line here.
+            return ["\x1b[0;31m" + headline + "\x1b[0m", *stb[:-1]]
+        except Exception:  # rendering must never hide the failure itself
+            return [headline]
+
+
+class ForbiddenOpError(CheckFailed):
     """Raised when graded code calls an operator that its exercise forbids."""
 
 
@@ -73,24 +122,26 @@ def _plain(value: Any) -> Any:
 
 
 def _to_tensor(value: Any, name: str) -> torch.Tensor:
+    __tracebackhide__ = True  # a failure points at the test cell, not here
     if isinstance(value, torch.Tensor):
         return _plain_tensor(value)
     if isinstance(value, np.ndarray | int | float | bool | np.number | list | tuple):
         try:
             return _as_tensor(_np_asarray(value))
         except (TypeError, ValueError) as exc:
-            raise AssertionError(f"{name}: could not read {type(value).__name__} as numbers ({exc})") from None
-    raise AssertionError(f"{name}: expected a tensor or numbers, got {type(value).__name__}")
+            raise CheckFailed(f"{name}: could not read {type(value).__name__} as numbers ({exc})") from None
+    raise CheckFailed(f"{name}: expected a tensor or numbers, got {type(value).__name__}")
 
 
 def assert_shape(actual: Any, shape: Iterable[int], name: str = "output", hint: str = "") -> None:
     """Fail with a readable message unless ``actual`` is a tensor of exactly ``shape``."""
+    __tracebackhide__ = True  # a failure points at the test cell, not here
     shape = tuple(shape)
     if not isinstance(actual, torch.Tensor):
-        raise AssertionError(f"{name}: expected a torch.Tensor of shape {shape}, got {type(actual).__name__}")
+        raise CheckFailed(f"{name}: expected a torch.Tensor of shape {shape}, got {type(actual).__name__}")
     if tuple(actual.shape) != shape:
         msg = f"{name}: expected shape {shape}, got {tuple(actual.shape)}"
-        raise AssertionError(f"{msg}: {hint}" if hint else msg)
+        raise CheckFailed(f"{msg}: {hint}" if hint else msg)
 
 
 def assert_close(
@@ -103,15 +154,16 @@ def assert_close(
     from :data:`TOLERANCES` for the expected dtype). NaN matches NaN only where both
     are NaN. The message names the worst element.
     """
+    __tracebackhide__ = True  # a failure points at the test cell, not here
     exp = _to_tensor(expected, name)
     if isinstance(expected, torch.Tensor) and not isinstance(actual, torch.Tensor):
-        raise AssertionError(f"{name}: expected a torch.Tensor, got {type(actual).__name__}")
+        raise CheckFailed(f"{name}: expected a torch.Tensor, got {type(actual).__name__}")
     act = _to_tensor(actual, name)
     if tuple(act.shape) != tuple(exp.shape):
         msg = f"{name}: expected shape {tuple(exp.shape)}, got {tuple(act.shape)}"
-        raise AssertionError(f"{msg}: {hint}" if hint else msg)
+        raise CheckFailed(f"{msg}: {hint}" if hint else msg)
     if check_dtype and act.dtype != exp.dtype:
-        raise AssertionError(f"{name}: expected dtype {exp.dtype}, got {act.dtype}")
+        raise CheckFailed(f"{name}: expected dtype {exp.dtype}, got {act.dtype}")
     d_atol, d_rtol = tolerance(exp.dtype if exp.is_floating_point() else act.dtype)
     atol = d_atol if atol is None else atol
     rtol = d_rtol if rtol is None else rtol
@@ -130,7 +182,7 @@ def assert_close(
         f"expected {exp64.reshape(-1)[flat].item():.6g}, got {act64.reshape(-1)[flat].item():.6g} "
         f"(atol={atol:g}, rtol={rtol:g})"
     )
-    raise AssertionError(f"{msg}. {hint}" if hint else msg)
+    raise CheckFailed(f"{msg}. {hint}" if hint else msg)
 
 
 def assert_equal(actual: Any, expected: Any, name: str = "answer", hint: str = "") -> None:
@@ -139,13 +191,14 @@ def assert_equal(actual: Any, expected: Any, name: str = "answer", hint: str = "
     Both sides are first rebuilt from Python's base types, so an object whose ``__eq__``
     always answers True (or an ``int`` subclass that lies) does not pass.
     """
+    __tracebackhide__ = True  # a failure points at the test cell, not here
     actual, expected = _plain(actual), _plain(expected)
     plain_types = (bool, int, float, str, tuple, list, type(None))
     if isinstance(expected, plain_types) and not isinstance(actual, plain_types):
-        raise AssertionError(f"{name}: expected {expected!r} ({type(expected).__name__}), got a {type(actual).__name__}")
+        raise CheckFailed(f"{name}: expected {expected!r} ({type(expected).__name__}), got a {type(actual).__name__}")
     if actual != expected or type(actual) is bool and type(expected) is not bool:
         msg = f"{name}: expected {expected!r}, got {actual!r}"
-        raise AssertionError(f"{msg}. {hint}" if hint else msg)
+        raise CheckFailed(f"{msg}. {hint}" if hint else msg)
 
 
 # --------------------------------------------------------------------------- rules
@@ -181,6 +234,7 @@ class _ForbidMode(TorchDispatchMode):
         self.label = label
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        __tracebackhide__ = True  # a failure points at the test cell, not here
         name = func.overloadpacket.__name__
         if name in self.banned:
             raise ForbiddenOpError(
@@ -210,6 +264,7 @@ def referenced_names(fn: Callable | type) -> set[str]:
     For a class, the union over the functions defined in its body: Python cannot read
     the source of a class defined in a notebook cell, but it can read its methods'.
     """
+    __tracebackhide__ = True  # a failure points at the test cell, not here
     if inspect.isclass(fn):
         names: set[str] = set()
         for member in vars(fn).values():
@@ -220,7 +275,7 @@ def referenced_names(fn: Callable | type) -> set[str]:
     try:
         src = textwrap.dedent(inspect.getsource(fn))
     except (OSError, TypeError) as exc:
-        raise AssertionError(f"could not read the source of {getattr(fn, '__name__', fn)!r}: {exc}") from None
+        raise CheckFailed(f"could not read the source of {getattr(fn, '__name__', fn)!r}: {exc}") from None
     names = set()
     for node in ast.walk(ast.parse(src)):
         if isinstance(node, ast.Name):
@@ -234,7 +289,8 @@ def referenced_names(fn: Callable | type) -> set[str]:
 
 def assert_not_uses(fn: Callable | type, forbidden: Iterable[str], hint: str = "") -> None:
     """Fail if the source of ``fn`` mentions any forbidden name (e.g. ``conv2d``, ``unfold``)."""
+    __tracebackhide__ = True  # a failure points at the test cell, not here
     used = sorted(referenced_names(fn) & set(forbidden))
     if used:
         msg = f"{fn.__name__} uses {', '.join(used)}, which this exercise forbids"
-        raise AssertionError(f"{msg}: {hint}" if hint else msg)
+        raise CheckFailed(f"{msg}: {hint}" if hint else msg)

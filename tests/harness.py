@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cnncourse.grading import autograde_notebooks
 from cnncourse.kernel import KernelSession, cell_key, load_cells
-from cnncourse.root import course_root
+from cnncourse.paths import course_root
 
 REPO = course_root()
 

@@ -1,5 +1,7 @@
 """cnnlab.checks: the helpers test cells rely on must fail when they should, with clear messages."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -139,3 +141,51 @@ def test_comparisons_cannot_be_faked_by_student_objects():
     fake = torch.zeros(3).as_subclass(FakeTensor)
     with pytest.raises(AssertionError, match="3 of 3 values differ"):
         assert_close(fake, torch.ones(3))
+
+
+def test_failed_checks_show_the_message_first_and_only_the_test_cells_frames(capsys):
+    """In IPython a failed check prints its message, then the failing test-cell line; no helper frames."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from cnnlab.checks import CheckFailed
+
+    shell = InteractiveShell.instance()
+    try:
+        cell = (
+            "import torch\n"
+            "from cnnlab.checks import assert_close, forbid_ops\n"
+            "def my_conv(x):\n"
+            "    return torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3))\n"
+            "assert_close(torch.ones(3), torch.zeros(3), 'conv output', hint='did you pad both sides?')\n"
+        )
+        result = shell.run_cell(cell)
+        shown = _strip_ansi(capsys.readouterr().out)
+        assert isinstance(result.error_in_exec, CheckFailed)
+        lines = [line for line in shown.splitlines() if line.strip()]
+        assert lines[0].startswith("CheckFailed: conv output: 3 of 3 values differ"), shown
+        assert lines[0].endswith("did you pad both sides?"), shown
+        assert "----> 5 assert_close(torch.ones(3)" in shown, "the failing line of the cell is shown"
+        assert "checks.py" not in shown and "raise CheckFailed" not in shown, shown
+        assert shown.count("values differ") == 1, "the message is shown once"
+
+        shell.run_cell("with forbid_ops('conv', label='my_conv'):\n    my_conv(torch.ones(1, 1, 5, 5))\n")
+        shown = _strip_ansi(capsys.readouterr().out)
+        assert shown.lstrip().startswith("ForbiddenOpError: my_conv called the built-in operator aten.convolution"), shown
+        assert "return torch.nn.functional.conv2d(x" in shown, "the learner's own call is shown"
+        assert "checks.py" not in shown and "site-packages/torch" not in shown, shown
+    finally:
+        InteractiveShell.clear_instance()
+
+
+def test_failed_checks_stay_assertion_errors_outside_ipython():
+    from cnnlab.checks import CheckFailed
+
+    with pytest.raises(AssertionError) as info:
+        assert_equal(6, 5, "answer")
+    assert isinstance(info.value, CheckFailed)
+    assert info.value._render_traceback_() == ["CheckFailed: answer: expected 5, got 6"]
+    assert issubclass(ForbiddenOpError, CheckFailed)
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)

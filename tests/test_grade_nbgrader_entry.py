@@ -13,7 +13,7 @@ from autograde_course import gradebook_scores, needs_bwrap
 from fixtures.autograde import catalogue
 
 from cnncourse.grading import generate
-from cnncourse.root import course_root
+from cnncourse.paths import course_root
 
 
 def _course_config() -> object:

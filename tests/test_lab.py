@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cnncourse.root import course_root
+from cnncourse.paths import course_root
 
 REPO = course_root()
 

@@ -17,11 +17,12 @@ from cnncourse.interviews import (
     normalise,
     parse_answers,
 )
+from cnncourse.paths import lectures
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = load_questions(ROOT / "curriculum" / "interview-questions.tsv")
 TOPICS = sorted({q.topic for q in QUESTIONS})
-LECTURES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+LECTURES = lectures(ROOT)
 LINK = re.compile(r"\]\(#([^)\s]+)\)")
 MIN_WORDS = 40
 

@@ -12,7 +12,7 @@ import pytest
 from cnncourse import grading
 from cnncourse.bench import BenchRow, format_table, metrics_from_outputs
 from cnncourse.grading import generate, topics
-from cnncourse.root import course_root
+from cnncourse.paths import course_root
 from cnncourse.workspace import sync_workspace
 
 REPO = course_root()

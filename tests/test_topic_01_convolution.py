@@ -34,7 +34,7 @@ MUTANTS = [
            new="patch = xp[:, :, top : top + kh, left : left + kw]"),
     Mutant("conv2d_naive", "swaps height and width padding", old="xp = F.pad(x, (pw, pw, ph, ph))", new="xp = F.pad(x, (ph, ph, pw, pw))"),
     Mutant("conv2d_naive", "drops the bias", old="out += bias.view(1, -1, 1, 1)", new="out += 0"),
-    Mutant("conv2d_naive", "uses F.conv2d", old="    return out\n", new="    return F.conv2d(x, weight, bias, stride, padding, dilation)\n"),
+    Mutant("conv2d_naive", "uses F.conv2d", old="    return out\n", new="    return F.conv2d(x, weight, bias, stride, padding, dilation)\n", visible=True),
     # conv2d_im2col
     Mutant("conv2d_im2col", "flattens (offset, channel) instead of (channel, offset)",
            old="cols = cols.reshape(n, groups, c_per_group * kh * kw, h_out * w_out)",
@@ -43,16 +43,21 @@ MUTANTS = [
            new="for b in range(kw) for a in range(kh)]"),
     Mutant("conv2d_im2col", "forgets stride in the slices", old="a * dh : a * dh + sh * (h_out - 1) + 1 : sh", new="a * dh : a * dh + h_out"),
     Mutant("conv2d_im2col", "calls F.unfold", old="    cols = torch.stack(cols, dim=2)  # (N, C_in, kH*kW, H_out, W_out)\n",
-           new="    cols = F.unfold(xp, (kh, kw), dilation=(dh, dw), stride=(sh, sw)).reshape(n, c_in, kh * kw, h_out, w_out)\n"),
+           new="    cols = F.unfold(xp, (kh, kw), dilation=(dh, dw), stride=(sh, sw)).reshape(n, c_in, kh * kw, h_out, w_out)\n",
+           visible=True),
     Mutant("conv2d_im2col", "returns float64", old="    return out\n", new="    return out.double()\n"),
     # drills
-    Mutant("drills", "forgets the bias", old="drill_params = 128 * (64 * 3 * 3 + 1)", new="drill_params = 128 * 64 * 3 * 3"),
-    Mutant("drills", "forgets the padding", old="drill_out_size = (224 + 2 * 3 - 7) // 2 + 1", new="drill_out_size = (224 - 7) // 2 + 1"),
-    Mutant("drills", "dilated RF as K*D", old="drill_dilated_rf = 3 + (3 - 1) * (4 - 1)", new="drill_dilated_rf = 3 * 4"),
+    Mutant("drills", "forgets the bias", old="drill_params = 128 * (64 * 3 * 3 + 1)", new="drill_params = 128 * 64 * 3 * 3", visible=True),
+    Mutant("drills", "forgets the padding", old="drill_out_size = (224 + 2 * 3 - 7) // 2 + 1", new="drill_out_size = (224 - 7) // 2 + 1", visible=True),
+    Mutant("drills", "receptive field of three 3x3 as 3 * 3", old="drill_rf_three_3x3 = 7", new="drill_rf_three_3x3 = 9",
+           visible=True),
+    Mutant("drills", "two 3x3 kernels counted as 3 * 3 * 3", old="drill_weights_two_3x3 = 2 * 3 * 3",
+           new="drill_weights_two_3x3 = 3 * 3 * 3", visible=True),
+    Mutant("drills", "dilated RF as K*D", old="drill_dilated_rf = 3 + (3 - 1) * (4 - 1)", new="drill_dilated_rf = 3 * 4", visible=True),
     Mutant("drills", "transposed conv without padding", old="drill_transposed_out = (16 - 1) * 2 - 2 * 1 + 4",
-           new="drill_transposed_out = (16 - 1) * 2 + 4"),
+           new="drill_transposed_out = (16 - 1) * 2 + 4", visible=True),
     Mutant("drills", "ratio upside down", old="drill_bottleneck_ratio = (256 * 256 * 9) / (256 * 64 + 64 * 64 * 9 + 64 * 256)",
-           new="drill_bottleneck_ratio = (256 * 64 + 64 * 64 * 9 + 64 * 256) / (256 * 256 * 9)"),
+           new="drill_bottleneck_ratio = (256 * 64 + 64 * 64 * 9 + 64 * 256) / (256 * 256 * 9)", visible=True),
 ]
 
 TOPIC = "01_convolution"

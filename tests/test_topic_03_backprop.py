@@ -11,7 +11,7 @@ MUTANTS = [
     Mutant("numerical_gradient", "keeps a view of the entry instead of its value",
            old="original = flat[i].item()", new="original = flat[i]"),
     Mutant("numerical_gradient", "asks autograd instead of differencing", old="    return grad\n",
-           new="    work.requires_grad_(True)\n    return torch.autograd.grad(f(work), work)[0]\n"),
+           new="    work.requires_grad_(True)\n    return torch.autograd.grad(f(work), work)[0]\n", visible=True),
     # relative_error
     Mutant("relative_error", "no floor on the denominator (0/0 is NaN)", old=".clamp(min=1e-8)", new=""),
     Mutant("relative_error", "one global ratio instead of per element",
@@ -33,7 +33,7 @@ MUTANTS = [
            old="dxp[:, :, rows, cols] += ", new="dxp[:, :, rows, cols] = "),
     Mutant("conv2d_backward", "takes dx from torch.nn.grad.conv2d_input", old="    return dx, dw, db\n",
            new="    dx = torch.nn.grad.conv2d_input(x.shape, weight, dout, stride, padding, dilation)\n"
-               "    return dx, dw, db\n"),
+               "    return dx, dw, db\n", visible=True),
     # Conv2dFunction
     Mutant("Conv2dFunction", "forgets the hyper-parameters in backward",
            old="conv2d_backward(grad_out, x, weight, *ctx.hyper)", new="conv2d_backward(grad_out, x, weight)"),
@@ -41,15 +41,24 @@ MUTANTS = [
            new="conv2d_backward(torch.ones_like(grad_out),"),
     Mutant("Conv2dFunction", "forward calls F.conv2d",
            old="return conv2d_forward(x, weight, bias, stride, padding, dilation)",
-           new="return F.conv2d(x, weight, bias, stride, padding, dilation)"),
+           new="return F.conv2d(x, weight, bias, stride, padding, dilation)", visible=True),
     Mutant("Conv2dFunction", "returns a bias gradient when there is no bias",
            old="(db if ctx.has_bias else None)", new="db"),
     Mutant("Conv2dFunction", "returns the gradients in the wrong order", old="return dx, dw,", new="return dw, dx,"),
     # he_std
-    Mutant("he_std", "LeCun / Xavier-style 1 / fan_in", old="math.sqrt(2.0 / fan_in)", new="math.sqrt(1.0 / fan_in)"),
-    Mutant("he_std", "returns the variance", old="math.sqrt(2.0 / fan_in)", new="2.0 / fan_in"),
-    Mutant("he_std", "square root in the wrong place", old="math.sqrt(2.0 / fan_in)", new="math.sqrt(2.0) / fan_in"),
-    Mutant("he_std", "uniform bound instead of std", old="math.sqrt(2.0 / fan_in)", new="math.sqrt(6.0 / fan_in)"),
+    Mutant("he_std", "LeCun / Xavier-style 1 / fan_in", old="math.sqrt(2.0 / (1.0 + negative_slope**2))",
+           new="math.sqrt(1.0 / (1.0 + negative_slope**2))", visible=True),
+    Mutant("he_std", "returns the variance", old="return gain / math.sqrt(fan)", new="return gain**2 / fan", visible=True),
+    Mutant("he_std", "uniform bound instead of std", old="return gain / math.sqrt(fan)",
+           new="return math.sqrt(3.0) * gain / math.sqrt(fan)", visible=True),
+    Mutant("he_std", "ignores the negative slope", old="(1.0 + negative_slope**2)", new="1.0", visible=True),
+    Mutant("he_std", "slope not squared", old="(1.0 + negative_slope**2)", new="(1.0 + negative_slope)"),
+    Mutant("he_std", "fan-in counts the input channels only", old="fan = shape[1] * receptive if", new="fan = shape[1] if",
+           visible=True),
+    Mutant("he_std", "fan_in and fan_out swapped", old='if mode == "fan_in" else', new='if mode == "fan_out" else',
+           visible=True),
+    Mutant("he_std", "fan from the first two dimensions only", old="receptive = math.prod(shape[2:])",
+           new="receptive = 1"),
 ]
 
 TOPIC = "03_backprop"
