@@ -112,6 +112,7 @@ class Run:
         self.backup: Path | None = None
         self.workers = Workers()
         self.gradebook, self.course_id = self.root / "gradebook.db", ""
+        self.setup_seconds = 0.0  # template, import check, fork server: once per run
 
     def say(self, text: str) -> None:
         print(text, file=self.out or sys.stdout, flush=True)
@@ -194,7 +195,9 @@ class Run:
         return template, sandbox.to_dict()
 
     def _grade(self, todo: list[tuple[str, Path, str]], run_dir: Path, source_hash: str) -> None:
+        t0 = time.time()
         template, sandbox = self._prepare(run_dir)
+        self.setup_seconds = time.time() - t0
         self.backup = backup(self.db)
         gb = open_gradebook(f"sqlite:///{self.db}", self.course_id)
         try:
