@@ -6,6 +6,10 @@ stack once; every job then starts as a fork of it in milliseconds, in its own se
 a wall-clock limit. A worker reads ``job.json`` and writes ``result.json`` next to it;
 it never touches the instructor's files. Threads of a ``concurrent.futures`` pool in
 the parent wait for the workers, so at most ``jobs`` run at a time.
+
+Like every use of the standard library's fork server, each worker re-imports the
+caller's main module: start a run from ``python -m cnngrade``, from an importable
+module, or from a script whose work is under ``if __name__ == "__main__":``.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ def test_binds_of_a_conda_like_prefix_outside_the_course(tmp_path):
 
 
 @needs_bwrap
-@pytest.mark.parametrize("layout", ["linked venv in the course", "environment outside the course"])
+@pytest.mark.parametrize("layout", ["linked venv in the course", "environment outside the course",
+                                    "interpreter started by a path with .."])
 def test_sandbox_imports_the_course_packages_in_both_layouts(tmp_path, layout):
     """The import check runs the interpreter inside bwrap exactly as a kernel is started."""
     venv = Path(sys.prefix)
@@ -60,8 +61,10 @@ def test_sandbox_imports_the_course_packages_in_both_layouts(tmp_path, layout):
         (tmp_path / "course").mkdir()
         (tmp_path / "course" / ".venv").symlink_to(venv)
         python = tmp_path / "course" / ".venv" / "bin" / "python"
-    else:
+    elif layout == "environment outside the course":
         python = venv / "bin" / "python"
+    else:
+        python = venv / "bin" / ".." / "bin" / "python"
     probe = ("import sys; from cnngrade.sandbox import import_check; "
              "print(repr(import_check(['math', 'cnnlab.checks']))); print(repr(import_check(['no_such_module_x'])))")
     out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=600,

@@ -85,6 +85,12 @@ def current_python_binds() -> list[Bind]:
     return python_binds(sys.prefix, sys.base_prefix, sys.executable, packages)
 
 
+def interpreter() -> str:
+    """The interpreter to start in the sandbox: this one, by its normalised path (``..`` resolved,
+    links kept, so a venv reached through a link stays a venv); that path is bound."""
+    return os.path.abspath(sys.executable)
+
+
 def trusted_prefixes(binds: list[Bind]) -> list[str]:
     """Paths of trusted code inside the sandbox (both names of every bound folder)."""
     return sorted({b.dest for b in binds} | {b.src for b in binds})
@@ -140,7 +146,7 @@ def kernel_env() -> dict[str, str]:
     """The kernel's whole environment (``--clearenv`` drops everything else)."""
     env = {
         "HOME": SANDBOX_HOME, "USER": "student", "LOGNAME": "student", "LANG": "C.UTF-8",
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{os.path.dirname(interpreter())}:/usr/local/bin:/usr/bin:/bin",
         "TMPDIR": "/tmp", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
         "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1", "PYTHONHASHSEED": "0",
         "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
@@ -193,7 +199,7 @@ def import_check(modules: list[str], limits_tmpfs: int = 64 * 2**20, timeout: fl
     args = [bwrap, *namespace_args(os.getuid(), os.getgid(), keep_setuid=False),
             *system_args(limits_tmpfs), *bind_args(current_python_binds()), *env_args(kernel_env()),
             "--chdir", "/", "--remount-ro", "/",
-            sys.executable, str(INKERNEL_DIR / "probe.py"), "ipykernel", "cnnlab.checks", *modules]
+            interpreter(), str(INKERNEL_DIR / "probe.py"), "ipykernel", "cnnlab.checks", *modules]
     return _complaint(args, timeout)
 
 

@@ -26,7 +26,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -97,7 +96,7 @@ class SandboxKernel:
             args += ["--ro-bind", str(self.files), SUBMISSION_MOUNT]
         args += bwrap.env_args(bwrap.kernel_env())
         args += ["--chdir", "/", "--remount-ro", "/"]
-        return args + [sys_executable(), str(bwrap.INKERNEL_DIR / "boot.py"), f"{IPC_MOUNT}/config.json"]
+        return args + [bwrap.interpreter(), str(bwrap.INKERNEL_DIR / "boot.py"), f"{IPC_MOUNT}/config.json"]
 
     def _write_ipc(self, ipc: Path, binds: list[bwrap.Bind]) -> dict:
         """Connection file, passwd / group and the boot module's config, in the private ipc folder."""
@@ -409,11 +408,6 @@ def _append_stream(outputs: list, name: str, text: str) -> None:
         last["text"] += text
     else:
         outputs.append({"output_type": "stream", "name": name, "text": text})
-
-
-def sys_executable() -> str:
-    """The interpreter the sandbox starts: this one, by the path it was started from (bound as such)."""
-    return sys.executable
 
 
 def kill_group(pid: int) -> None:
