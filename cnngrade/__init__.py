@@ -10,6 +10,8 @@ Where each concern lives:
 - :mod:`cnngrade.job`: one student inside a worker (preflight, nbgrader, grades out);
 - :mod:`cnngrade.preflight`: read / match / rebuild / suspicious steps on untrusted notebooks;
 - :mod:`cnngrade.execute`: nbgrader's execute step, run in the sandbox, with the guard;
+  :mod:`cnngrade.plugin` names it for the course's ``nbgrader_config.py``, so plain
+  ``nbgrader autograde`` and the formgrader run student code in the sandbox too;
 - :mod:`cnngrade.gradebook`: backup, the assignment's definition, merging results;
 - :mod:`cnngrade.template`: the run's template course; :mod:`cnngrade.files`: safe copies;
 - :mod:`cnngrade.sandbox`: host side of the sandbox (limits, bwrap arguments, cgroups,
