@@ -232,6 +232,9 @@ def make_execute_class():
                         outputs, count = runner.run(cell.source, is_test_cell(cell), cell_label(cell, index))
                         cell.outputs = [from_dict(o) for o in outputs]
                         cell.execution_count = count
+                if runner.kernel is not None:  # files the notebook wrote stay beside it, as in nbgrader
+                    for note in runner.kernel.keep_files(Path(resources.get("metadata", {}).get("path") or work)):
+                        runner.event("files", note)
             finally:
                 runner.stop()
                 self._report(runner.events)

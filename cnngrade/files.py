@@ -82,3 +82,65 @@ def install_dir(src: Path, dest: Path, mode: int | None = None) -> None:
             dest.rename(old)
     tmp.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
+
+
+class _Budget:
+    def __init__(self, files: int, size: int) -> None:
+        self.files, self.size, self.notes = files, size, []
+
+
+def _open_dir(name: str, dir_fd: int | None = None) -> int:
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+
+
+def copy_out_nofollow(root_fd: int, parts: tuple[str, ...], dest: Path, limit_files: int = MAX_EXTRA_FILES,
+                      limit_bytes: int = MAX_EXTRA_BYTES) -> list[str]:
+    """Copy the regular files under ``parts`` of an untrusted tree (``root_fd``: a directory fd).
+
+    Every path component is opened relative to its parent with ``O_NOFOLLOW``, so no link
+    planted in the tree (even one swapped in while copying) is ever followed; notebooks,
+    links, devices and fifos are skipped; at most ``limit_files`` files and ``limit_bytes``.
+    """
+    fds = [root_fd]
+    try:
+        for part in parts:
+            fds.append(_open_dir(part, fds[-1]))
+        budget = _Budget(limit_files, limit_bytes)
+        _copy_level(fds[-1], dest, Path(), budget, depth=0)
+        return budget.notes
+    except OSError:
+        return ["files written by the notebook could not be read"]
+    finally:
+        for fd in fds[1:]:
+            os.close(fd)
+
+
+def _copy_level(dir_fd: int, dest: Path, rel: Path, budget: _Budget, depth: int) -> None:
+    for name in sorted(os.listdir(dir_fd)):
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode) and name != ".ipynb_checkpoints" and depth < 20:
+            sub = _open_dir(name, dir_fd)
+            try:
+                _copy_level(sub, dest, rel / name, budget, depth + 1)
+            finally:
+                os.close(sub)
+        elif stat.S_ISREG(st.st_mode) and not name.endswith(".ipynb"):
+            _copy_file(dir_fd, name, dest / rel / name, budget)
+
+
+def _copy_file(dir_fd: int, name: str, target: Path, budget: _Budget) -> None:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return
+        if budget.files <= 0 or st.st_size > budget.size:
+            budget.notes.append(f"file {target.name} written by the notebook not kept (over "
+                                f"{MAX_EXTRA_FILES} files or {MAX_EXTRA_BYTES // 2**20} MiB)")
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.dup(fd), "rb") as fi, open(target, "wb") as fo:
+            budget.size -= fo.write(fi.read(budget.size))
+        budget.files -= 1
+    finally:
+        os.close(fd)

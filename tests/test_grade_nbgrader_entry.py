@@ -41,7 +41,8 @@ def test_plain_nbgrader_autograde_runs_in_the_sandbox(tmp_path):
     generate(root, ["ag_tiny"], root / "gradebook.db")
     nb = json.loads((root / "source" / "ag_tiny" / "ag_tiny.ipynb").read_text())
     nb["cells"].insert(1, {"cell_type": "code", "execution_count": None, "id": "where", "metadata": {},
-                           "outputs": [], "source": "import os\nprint('cwd', os.getcwd(), os.path.exists('gradebook.db'))"})
+                           "outputs": [], "source": "import os\nprint('cwd', os.getcwd(), os.path.exists('gradebook.db'))\n"
+                                     "open('side_effect.txt', 'w').write('kept')\nos.symlink('/etc/hostname', 'leak')"})
     dest = root / "submitted" / "ann" / "ag_tiny"
     dest.mkdir(parents=True)
     (dest / "ag_tiny.ipynb").write_text(json.dumps(nb))
@@ -54,6 +55,9 @@ def test_plain_nbgrader_autograde_runs_in_the_sandbox(tmp_path):
     where = next(c for c in graded["cells"] if c.get("id") == "where")
     assert "".join(where["outputs"][0]["text"]).strip() == "cwd /home/student/work False"
     assert sum(gradebook_scores(root, "ag_tiny")["ann"].values()) == 8
+    autograded = root / "autograded" / "ann" / "ag_tiny"
+    assert (autograded / "side_effect.txt").read_text() == "kept"  # nbgrader's "side effects" kept
+    assert not os.path.lexists(autograded / "leak")
     assert "_cnnlab_guard" not in json.dumps(graded)
 
 

@@ -150,3 +150,33 @@ def test_backup_is_a_consistent_copy(tmp_path):
     with sqlite3.connect(second) as con:
         assert con.execute("SELECT x FROM t").fetchall() == [(42,)]
     assert backup(tmp_path / "none.db") is None
+
+
+def test_copy_out_never_follows_links(tmp_path):
+    import os
+
+    from cnngrade.files import copy_out_nofollow
+
+    work = tmp_path / "home" / "student" / "work"
+    (work / "sub").mkdir(parents=True)
+    (work / "out.txt").write_text("kept")
+    (work / "sub" / "deep.csv").write_text("1,2")
+    (work / "nb.ipynb").write_text("{}")
+    (work / "secret").symlink_to("/etc/hostname")
+    (work / "linkdir").symlink_to("/etc")
+    os.mkfifo(work / "pipe")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert copy_out_nofollow(fd, ("home", "student", "work"), tmp_path / "dest") == []
+    finally:
+        os.close(fd)
+    copied = sorted(str(p.relative_to(tmp_path / "dest")) for p in (tmp_path / "dest").rglob("*"))
+    assert copied == ["out.txt", "sub", "sub/deep.csv"]
+    (tmp_path / "home" / "student").rename(tmp_path / "home" / "real")
+    (tmp_path / "home" / "student").symlink_to(tmp_path / "home" / "real")  # a linked path component
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert copy_out_nofollow(fd, ("home", "student", "work"), tmp_path / "dest2") == [
+            "files written by the notebook could not be read"]
+    finally:
+        os.close(fd)

@@ -206,6 +206,25 @@ class SandboxKernel:
     def log_tail(self, n: int = 2000) -> str:
         return bytes(self._log[-n:]).decode("utf-8", "replace").strip()
 
+    def keep_files(self, dest: Path) -> list[str]:
+        """Copy the files the notebook left in its working directory to ``dest`` (as nbgrader keeps them).
+
+        Read through the sandbox's init process (``/proc/<pid>/root``), never following a link.
+        """
+        from cnngrade.files import copy_out_nofollow
+
+        if not self.alive():
+            return []
+        try:
+            kids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+            root_fd = os.open(f"/proc/{kids[0]}/root", os.O_RDONLY | os.O_DIRECTORY)
+        except (OSError, IndexError):
+            return []
+        try:
+            return copy_out_nofollow(root_fd, tuple(Path(self.cwd).relative_to("/").parts), dest)
+        finally:
+            os.close(root_fd)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
