@@ -196,6 +196,26 @@ class CellRunner:
                 return
 
 
+def sandbox_settings(settings: dict, nb) -> SandboxSettings:
+    """The worker's settings; run by plain nbgrader (no settings), defaults with the notebook's imports preloaded."""
+    result = SandboxSettings.from_dict(settings)
+    if not settings:
+        from cnngrade.template import imports
+
+        result.preload = imports(nb)[0]
+    return result
+
+
+def report_events(events: list[dict], events_path: str, log) -> None:
+    """Events go to the job's file; without one (plain nbgrader), to nbgrader's log."""
+    if events_path:
+        with open(events_path, "a") as fh:
+            fh.writelines(json.dumps(ev) + "\n" for ev in events)
+    else:
+        for ev in events:
+            log.warning("sandbox: %s", ev["text"])
+
+
 def make_execute_class():
     """SandboxExecute is built lazily so that importing this module does not import nbgrader."""
     from nbformat import from_dict
@@ -218,7 +238,7 @@ def make_execute_class():
             shutil.rmtree(files, ignore_errors=True)
             files.mkdir(parents=True)
             copy_regular_files(Path(resources.get("metadata", {}).get("path") or "."), files, skip_notebooks=True)
-            runner = CellRunner(self._sandbox_settings(nb), work, files, self.cell_timeout, self.deadline,
+            runner = CellRunner(sandbox_settings(self.settings, nb), work, files, self.cell_timeout, self.deadline,
                                 self.max_restarts)
             try:
                 try:
@@ -237,27 +257,9 @@ def make_execute_class():
                         runner.event("files", note)
             finally:
                 runner.stop()
-                self._report(runner.events)
+                report_events(runner.events, self.events_path, self.log)
                 if not self.workdir:
                     shutil.rmtree(work, ignore_errors=True)
             return nb, resources
-
-        def _sandbox_settings(self, nb) -> SandboxSettings:
-            """The worker's settings; run by plain nbgrader, defaults with the notebook's own imports preloaded."""
-            settings = SandboxSettings.from_dict(self.settings)
-            if not self.settings:
-                from cnngrade.template import imports
-
-                settings.preload = imports(nb)[0]
-            return settings
-
-        def _report(self, events: list[dict]) -> None:
-            """Events go to the job's file; without one (plain nbgrader), to nbgrader's log."""
-            if self.events_path:
-                with open(self.events_path, "a") as fh:
-                    fh.writelines(json.dumps(ev) + "\n" for ev in events)
-            else:
-                for ev in events:
-                    self.log.warning("sandbox: %s", ev["text"])
 
     return SandboxExecute

@@ -63,11 +63,11 @@ def test_plain_nbgrader_autograde_runs_in_the_sandbox(tmp_path):
 
 def test_sandbox_settings_default_to_the_notebooks_imports():
     """Run by plain nbgrader (no settings from a worker), the kernel preloads the notebook's imports."""
-    from cnngrade.plugin import SandboxExecute
+    from cnngrade.execute import sandbox_settings
 
-    step = SandboxExecute()
     nb = {"cells": [{"cell_type": "code", "source": "import math\nfrom os import path"}]}
-    assert step._sandbox_settings(nb).preload == ["math", "os", "os.path"]
+    assert sandbox_settings({}, nb).preload == ["math", "os", "os.path"]
+    assert sandbox_settings({"preload": ["torch"]}, nb).preload == ["torch"]
 
 
 @needs_bwrap
