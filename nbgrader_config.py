@@ -32,5 +32,7 @@ c.Autograde.autograde_preprocessors = [
 ]
 c.SandboxExecute.cell_timeout = 900
 
-# Where `nbgrader release_assignment` / `collect` exchange files (multi-user JupyterHub setups).
-c.Exchange.root = "/srv/nbgrader/exchange"
+# Where `nbgrader release_assignment` / `collect` exchange files. By default a folder inside
+# the course (`make lab` creates it), so the Assignment List and Course List work on a laptop;
+# a multi-user JupyterHub sets NBGRADER_EXCHANGE_ROOT (for example /srv/nbgrader/exchange).
+c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE_ROOT", os.path.join(c.CourseDirectory.root, ".exchange"))

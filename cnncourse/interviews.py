@@ -70,9 +70,16 @@ def markdown_cells(path: Path) -> list[str]:
     return ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
 
 
+INLINE_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+
+
 def heading_anchor(heading: str) -> str:
-    """The anchor JupyterLab gives a heading: its text with spaces turned into hyphens."""
-    return heading.strip().replace(" ", "-")
+    """The anchor JupyterLab gives a heading: its rendered text with spaces turned into hyphens.
+
+    The rendered text drops inline markup: code backticks, bold markers and link targets.
+    """
+    text = INLINE_LINK.sub(r"\1", heading).replace("`", "").replace("**", "").replace("__", "")
+    return text.strip().replace(" ", "-")
 
 
 def anchors(cells: list[str]) -> set[str]:
@@ -117,6 +124,20 @@ def lecture_answers(path: Path) -> list[Answer]:
     return parse_answers(Path(path).stem, markdown_cells(path))
 
 
+def cross_link(notebook: str, anchor: str) -> str:
+    """A link into another notebook's section, in the ``#heading=`` form JupyterLab navigates to.
+
+    A bare ``other.ipynb#Anchor`` only opens the other notebook at its top; JupyterLab scrolls
+    to a section of another notebook for ``#heading=Anchor`` (and ``#cell-id=``).
+    """
+    return f"{notebook}#heading={anchor}"
+
+
+def split_cross_link(fragment: str) -> str:
+    """The heading anchor of a cross-notebook fragment (``heading=Anchor`` or a bare ``Anchor``)."""
+    return fragment.split("heading=", 1)[1] if fragment.startswith("heading=") else fragment
+
+
 def lecture_title(path: Path) -> str:
     """The lecture's first heading, without its leading hashes."""
     for cell in markdown_cells(path):
@@ -138,9 +159,9 @@ def index_markdown(lectures: list[Path]) -> list[str]:
     for path in lectures:
         lines = [f"## {lecture_title(path)}", ""]
         for answer in lecture_answers(path):
-            target = f"{path.name}#{answer.anchors[0]}" if answer.anchors else path.name
+            target = cross_link(path.name, answer.anchors[0]) if answer.anchors else path.name
             for q in answer.questions:
-                lines.append(f"- [{q}]({target}) ([answer]({path.name}#Interview-questions))")
+                lines.append(f"- [{q}]({target}) ([answer]({cross_link(path.name, 'Interview-questions')}))")
         cells.append("\n".join(lines))
     return cells
 

@@ -28,12 +28,24 @@ def sync_workspace(root: Path) -> list[Path]:
     return created
 
 
+def ensure_exchange(root: Path) -> Path:
+    """Create the course-local nbgrader exchange that ``nbgrader_config.py`` points to by default.
+
+    With it, JupyterLab's Assignment List and Course List open without "exchange directory
+    does not exist" errors on a single-user machine.
+    """
+    exchange = root / ".exchange"
+    exchange.mkdir(exist_ok=True)
+    return exchange
+
+
 def main() -> int:
     try:
         root = course_root()
     except CourseNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    ensure_exchange(root)
     created = sync_workspace(root)
     print(f"mywork/: {len(created)} new notebook(s) copied from release/ (existing work is never overwritten)")
     return 0

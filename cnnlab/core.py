@@ -11,8 +11,32 @@ import torch
 METRIC_PREFIX = "[metric]"
 
 
+DEVICE_ENV = "CNNLAB_DEVICE"
+DEVICES = ("cpu", "cuda", "mps")
+CUBLAS_WORKSPACE = ":4096:8"
+
+
 def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed Python, NumPy and torch (CPU and CUDA) so a notebook reruns identically.
+    """Seed Python, NumPy and torch (CPU and CUDA) and ask torch for deterministic kernels.
+
+    What it sets, so a notebook reruns identically on the same machine:
+
+    - the global generators of ``random``, NumPy and torch (every CUDA device too);
+    - ``torch.use_deterministic_algorithms(True, warn_only=True)``: torch picks
+      deterministic kernels where it has them and *warns* (instead of failing) on an
+      operation that has none, such as some CUDA scatter/index backward passes;
+    - cuDNN: ``deterministic = True`` and ``benchmark = False`` (no autotuned, run-to-run
+      varying convolution algorithms);
+    - ``CUBLAS_WORKSPACE_CONFIG`` (``:4096:8``), which cuBLAS needs for reproducible
+      matrix products, but only while CUDA is not yet initialised in this process
+      (cuBLAS reads it once); a value already in the environment is kept.
+
+    What it cannot do: Python's string hashing (the order of a ``set`` of strings) is
+    fixed when the interpreter starts, from the ``PYTHONHASHSEED`` environment variable;
+    setting it here would change nothing for the running process, so it is not touched.
+    ``make`` exports ``PYTHONHASHSEED=0`` for the kernels it starts. Results still
+    differ between a CPU and a GPU, between GPU models and between library versions
+    (different kernels sum in different orders): tests compare with tolerances.
 
     Returns a ``torch.Generator`` seeded with the same value, for code that wants
     its own random stream (data splits, augmentation) independent of global state.
@@ -21,26 +45,47 @@ def seed_everything(seed: int = 0) -> torch.Generator:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
+    torch.manual_seed(seed)  # seeds every CUDA device as well
+    if not torch.cuda.is_initialized():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
 
 
-def get_device(prefer: str = "auto") -> torch.device:
-    """Pick the device once: CUDA when present (or asked for), else the CPU.
+def _available(kind: str) -> bool:
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    return True
 
-    ``prefer`` is ``"auto"``, ``"cpu"`` or ``"cuda"``; asking for CUDA on a machine
-    without it is an error rather than a silent fallback.
+
+def get_device(prefer: str = "auto") -> torch.device:
+    """Pick the device once: the one asked for, else CUDA when present, else the CPU.
+
+    ``prefer`` is ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"`` (Apple GPUs). With
+    ``"auto"`` the environment variable ``CNNLAB_DEVICE`` (``cpu``, ``cuda`` or ``mps``)
+    decides when it is set, so a whole run can be forced onto one device
+    (``CNNLAB_DEVICE=cuda make test-gpu``); otherwise CUDA is used when present. MPS is
+    never picked automatically: it lacks float64, which several tests use. Asking for a
+    device this machine lacks is an error rather than a silent fallback.
     """
-    if prefer not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"prefer must be 'auto', 'cpu' or 'cuda', got {prefer!r}")
-    if prefer == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if prefer == "cuda":
-        raise ValueError("prefer='cuda' but no CUDA device is available")
-    return torch.device("cpu")
+    if prefer not in ("auto", *DEVICES):
+        raise ValueError(f"prefer must be 'auto', 'cpu', 'cuda' or 'mps', got {prefer!r}")
+    source = f"prefer={prefer!r}"
+    if prefer == "auto":
+        asked = os.environ.get(DEVICE_ENV, "").strip().lower()
+        if asked and asked not in DEVICES:
+            raise ValueError(f"{DEVICE_ENV} must be 'cpu', 'cuda' or 'mps', got {asked!r}")
+        if not asked:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        prefer, source = asked, f"{DEVICE_ENV}={asked}"
+    if not _available(prefer):
+        raise RuntimeError(f"{source} but no {prefer.upper()} device is available to torch "
+                           f"{torch.__version__} on this machine (use cpu, or unset {DEVICE_ENV})")
+    return torch.device(prefer)
 
 
 def report_metric(name: str, value: float, fmt: str = ".4f") -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,17 +35,21 @@ IMAGE_SIZE = 8
 
 @dataclass(frozen=True)
 class ScalingCase:
-    """One configuration to time: the CNN's ``width`` and the global ``batch_size`` of a step."""
+    """One configuration to time: the CNN's ``width``, the global ``batch_size`` of a step, and
+    the width of an optional fully connected hidden layer (``fc_width``, 0 for none) that adds
+    many parameters but little compute per parameter."""
 
     width: int
     batch_size: int
+    fc_width: int = 0
 
 
 @dataclass(frozen=True)
 class StepTime:
-    """Median timings of one :class:`ScalingCase` with ``world_size`` processes.
+    """Timings of one :class:`ScalingCase` with ``world_size`` processes.
 
-    ``step_seconds`` is a whole training step (forward, backward with its gradient
+    Each is the fastest of several repetitions: on a shared machine other programs only
+    ever add time, so the minimum is the least disturbed measurement. ``step_seconds`` is a whole training step (forward, backward with its gradient
     all-reduce, optimizer step); ``allreduce_seconds`` is a bare all-reduce of a buffer as
     large as the model's parameters (0 for a single process, which has nothing to send).
     """
@@ -54,6 +57,7 @@ class StepTime:
     world_size: int
     width: int
     batch_size: int
+    fc_width: int
     num_params: int
     step_seconds: float
     allreduce_seconds: float
@@ -66,27 +70,35 @@ class StepTime:
 
 @dataclass(frozen=True)
 class DDPRun:
-    """What :func:`run_ddp` brings back: the timings and rank 0's parameters after training."""
+    """What :func:`run_ddp` brings back: the timings and rank 0's parameters after training.
+
+    ``allreduce_sweep`` holds ``(number of float32 values, seconds)`` for a bare all-reduce of
+    each requested buffer size (fastest of several repetitions).
+    """
 
     times: list[StepTime]
     final_params: torch.Tensor
     start_seconds: float
+    allreduce_sweep: list[tuple[int, float]]
 
 
-def make_net(width: int) -> nn.Module:
+def make_net(width: int, fc_width: int = 0) -> nn.Module:
     """A small CNN for ``(N, 1, 8, 8)`` digits whose size grows as ``width**2``.
 
     Two 3x3 convolutions of ``width`` channels, global average pooling and a linear head:
     about ``9 * width**2`` weights, and about ``64 * 9 * width**2`` multiply-adds per image,
-    so compute grows with the batch while the gradient to synchronise does not.
+    so compute grows with the batch while the gradient to synchronise does not. With
+    ``fc_width > 0`` the head pools to 4x4 and adds a hidden fully connected layer of that
+    width: about ``16 * width * fc_width`` more weights, each used once per image, the kind
+    of layer whose gradient is expensive to synchronise for the compute it costs.
     """
-    if width < 1:
-        raise ValueError(f"width must be >= 1, got {width}")
-    return nn.Sequential(
-        nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, NUM_CLASSES),
-    )
+    if width < 1 or fc_width < 0:
+        raise ValueError(f"width must be >= 1 and fc_width >= 0, got {width}, {fc_width}")
+    trunk = [nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
+    if fc_width == 0:
+        return nn.Sequential(*trunk, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, NUM_CLASSES))
+    return nn.Sequential(*trunk, nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16 * width, fc_width), nn.ReLU(),
+                         nn.Linear(fc_width, NUM_CLASSES))
 
 
 def synthetic_batch(batch_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +115,7 @@ def flat_params(net: nn.Module) -> torch.Tensor:
 
 
 def _check_case(case: ScalingCase, world_size: int) -> None:
-    if case.width < 1 or case.batch_size < 1:
+    if case.width < 1 or case.batch_size < 1 or case.fc_width < 0:
         raise ValueError(f"width and batch_size must be >= 1, got {case}")
     if case.batch_size % world_size:
         raise ValueError(f"batch_size {case.batch_size} is not divisible by world_size {world_size}")
@@ -116,7 +128,7 @@ def _sgd_step(net: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor,
 
 
 def _time_steps(net: nn.Module, X: torch.Tensor, y: torch.Tensor, num_steps: int, sync) -> float:
-    """Median seconds per SGD step over ``num_steps`` (after one warm-up step)."""
+    """Seconds of the fastest of ``num_steps`` SGD steps (after one warm-up step)."""
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
     _sgd_step(net, optimizer, X, y)
     times = []
@@ -126,17 +138,18 @@ def _time_steps(net: nn.Module, X: torch.Tensor, y: torch.Tensor, num_steps: int
         _sgd_step(net, optimizer, X, y)
         sync()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
-def train_single_process(width: int, batch_size: int, num_steps: int, lr: float = 0.1, seed: int = 0) -> torch.Tensor:
-    """Train ``make_net(width)`` on the whole batch for ``num_steps`` SGD steps; return its flat parameters.
+def train_single_process(width: int, batch_size: int, num_steps: int, lr: float = 0.1, seed: int = 0,
+                         fc_width: int = 0) -> torch.Tensor:
+    """Train ``make_net(width, fc_width)`` on the whole batch for ``num_steps`` SGD steps; return its flat parameters.
 
     This is the reference DDP must reproduce: with equal shards, the mean of the shard
     gradients is the gradient of the mean loss over the whole batch.
     """
     torch.manual_seed(seed)
-    net = make_net(width)
+    net = make_net(width, fc_width)
     X, y = synthetic_batch(batch_size, seed)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     for _ in range(num_steps):
@@ -153,11 +166,11 @@ def time_single_process(cases: list[ScalingCase], num_steps: int = 5) -> list[St
         for case in cases:
             _check_case(case, 1)
             torch.manual_seed(0)
-            net = make_net(case.width)
+            net = make_net(case.width, case.fc_width)
             X, y = synthetic_batch(case.batch_size)
             seconds = _time_steps(net, X, y, num_steps, lambda: None)
-            results.append(StepTime(1, case.width, case.batch_size, sum(p.numel() for p in net.parameters()),
-                                    seconds, 0.0))
+            results.append(StepTime(1, case.width, case.batch_size, case.fc_width,
+                                    sum(p.numel() for p in net.parameters()), seconds, 0.0))
         return results
     finally:
         torch.set_num_threads(threads)
@@ -174,13 +187,14 @@ def _worker(rank: int, world_size: int, folder: str) -> None:
     config = json.loads((Path(folder) / "config.json").read_text())
     cases = [ScalingCase(**c) for c in config["cases"]]
     num_steps, train_steps, lr = config["num_steps"], config["train_steps"], config["lr"]
+    sizes = config["allreduce_sizes"]
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world_size)
     try:
         # 1. The correctness run: identical replicas, each on its own shard of the same global batch.
         first = cases[0]
         torch.manual_seed(0)
-        net = DistributedDataParallel(make_net(first.width))
+        net = DistributedDataParallel(make_net(first.width, first.fc_width))
         X, y = synthetic_batch(first.batch_size, 0)
         shard = first.batch_size // world_size
         Xs, ys = X[rank * shard:(rank + 1) * shard], y[rank * shard:(rank + 1) * shard]
@@ -193,7 +207,7 @@ def _worker(rank: int, world_size: int, folder: str) -> None:
         times = []
         for case in cases:
             torch.manual_seed(0)
-            net = DistributedDataParallel(make_net(case.width))
+            net = DistributedDataParallel(make_net(case.width, case.fc_width))
             X, y = synthetic_batch(case.batch_size, 0)
             shard = case.batch_size // world_size
             seconds = _time_steps(net, X[rank * shard:(rank + 1) * shard], y[rank * shard:(rank + 1) * shard],
@@ -206,10 +220,21 @@ def _worker(rank: int, world_size: int, folder: str) -> None:
                 start = time.perf_counter()
                 dist.all_reduce(buffer)
                 reduce_times.append(time.perf_counter() - start)
-            times.append(asdict(StepTime(world_size, case.width, case.batch_size, num_params, seconds,
-                                         statistics.median(reduce_times[1:]))))
+            times.append(asdict(StepTime(world_size, case.width, case.batch_size, case.fc_width, num_params, seconds,
+                                         min(reduce_times[1:]))))
+        # 3. Communication alone: all-reduce time against buffer size.
+        sweep = []
+        for numel in sizes:
+            buffer = torch.ones(numel)
+            reduce_times = []
+            for _ in range(num_steps + 1):
+                dist.barrier()
+                start = time.perf_counter()
+                dist.all_reduce(buffer)
+                reduce_times.append(time.perf_counter() - start)
+            sweep.append([numel, min(reduce_times)])
         if rank == 0:
-            torch.save({"times": times, "final": final}, Path(folder) / "result.pt")
+            torch.save({"times": times, "final": final, "sweep": sweep}, Path(folder) / "result.pt")
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -228,14 +253,15 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def run_ddp(cases: list[ScalingCase], world_size: int = 2, num_steps: int = 5, train_steps: int = 3,
-            lr: float = 0.1, timeout: float = 120.0) -> DDPRun:
+            lr: float = 0.1, allreduce_sizes: tuple[int, ...] = (), timeout: float = 120.0) -> DDPRun:
     """Start ``world_size`` gloo processes, train and time ``cases`` under DDP, and return the results.
 
     Each process is a fresh Python interpreter (it imports torch afresh, which costs a few
     seconds: ``start_seconds`` is the wall time of the whole run) that imports this module
     and calls its worker; they meet through a file in a new temporary folder. The first
     case is also trained for ``train_steps`` SGD steps at ``lr``; compare ``final_params``
-    with :func:`train_single_process` on the same width and batch size. A process that
+    with :func:`train_single_process` on the same width, batch size and ``fc_width``. Each
+    of ``allreduce_sizes`` (numbers of float32 values) is also all-reduced on its own. A process that
     fails or outlives ``timeout`` seconds stops the run with a ``RuntimeError`` that
     quotes the end of its error output.
     """
@@ -254,7 +280,8 @@ def run_ddp(cases: list[ScalingCase], world_size: int = 2, num_steps: int = 5, t
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="cnnlab-ddp-") as tmp:
         folder = Path(tmp)
-        config = {"cases": [asdict(c) for c in cases], "num_steps": num_steps, "train_steps": train_steps, "lr": lr}
+        config = {"cases": [asdict(c) for c in cases], "num_steps": num_steps, "train_steps": train_steps, "lr": lr,
+                  "allreduce_sizes": [int(n) for n in allreduce_sizes]}
         (folder / "config.json").write_text(json.dumps(config))
         procs = []
         for rank in range(world_size):
@@ -280,4 +307,6 @@ def run_ddp(cases: list[ScalingCase], world_size: int = 2, num_steps: int = 5, t
                                + _tail(folder / f"stderr-{rank}.txt"))
         result = torch.load(folder / "result.pt", weights_only=True)
     times = [StepTime(**t) for t in result["times"]]
-    return DDPRun(times=times, final_params=result["final"], start_seconds=time.perf_counter() - start)
+    sweep = [(int(n), float(t)) for n, t in result["sweep"]]
+    return DDPRun(times=times, final_params=result["final"], start_seconds=time.perf_counter() - start,
+                  allreduce_sweep=sweep)

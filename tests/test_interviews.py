@@ -2,7 +2,7 @@
 
 import pytest
 
-from cnncourse.interviews import Answer, normalise, parse_answers
+from cnncourse.interviews import Answer, heading_anchor, normalise, parse_answers
 
 SECTION = """## Interview questions
 
@@ -37,3 +37,8 @@ def test_a_lecture_without_the_section_is_an_error():
 
 def test_normalise_ignores_case_and_spacing():
     assert normalise("  What IS\n pooling? ") == "what is pooling?"
+
+
+def test_heading_anchor_uses_the_rendered_text():
+    assert heading_anchor("`source/`, `release/` and **mywork/**") == "source/,-release/-and-mywork/"
+    assert heading_anchor("See [the map](x.md) now") == "See-the-map-now"

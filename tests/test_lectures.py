@@ -16,6 +16,7 @@ from cnncourse.interviews import (
     markdown_cells,
     normalise,
     parse_answers,
+    split_cross_link,
 )
 from cnncourse.paths import lectures
 
@@ -78,7 +79,7 @@ def test_no_internal_question_ids_shown(path):
     assert not re.search(r"\bIQ\d{3}\b", text), "question ids are bookkeeping: do not show them to learners"
 
 
-EXERCISE_LINK = re.compile(r"\]\(\.\./\.\./notebooks/(?P<nb>[^)#\s]+\.ipynb)(?:#(?P<anchor>[^)\s]+))?\)")
+EXERCISE_LINK = re.compile(r"\]\(\.\./\.\./notebooks/(?P<nb>[^)#\s]+\.ipynb)(?:#(?P<fragment>[^)\s]+))?\)")
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "source").glob("*/*.ipynb")), ids=lambda p: p.stem)
@@ -89,9 +90,19 @@ def test_exercise_links_point_to_lecture_headings(path):
     for m in links:
         lecture = ROOT / "notebooks" / m["nb"]
         assert lecture.is_file(), f"link to missing lecture {m['nb']}"
-        if m["anchor"]:
-            assert m["anchor"] in anchors(markdown_cells(lecture)), f"link to missing section {m['nb']}#{m['anchor']}"
+        if m["fragment"]:
+            # JupyterLab scrolls another notebook to a section only for '#heading=Anchor'
+            assert m["fragment"].startswith("heading="), f"use '#heading=' in links to a lecture section: {m[0]}"
+            anchor = split_cross_link(m["fragment"])
+            assert anchor in anchors(markdown_cells(lecture)), f"link to missing section {m['nb']}#{anchor}"
 
 
 def test_heading_anchor_matches_jupyterlab():
     assert heading_anchor(" Add or concatenate ") == "Add-or-concatenate"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_learners_are_never_sent_to_the_answer_key(path):
+    """source/ holds solutions and hidden tests: lectures link to the student copy in release/ instead."""
+    text = "\n".join(markdown_cells(path))
+    assert not re.search(r"\]\((\.\./)+source/", text), "link to release/NN_topic/, not the answer key in source/"

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from cnncourse.catalog import EXERCISE, topics
-from cnncourse.interviews import anchors, load_questions, markdown_cells, normalise
+from cnncourse.interviews import (
+    anchors,
+    load_questions,
+    markdown_cells,
+    normalise,
+    split_cross_link,
+)
 from cnncourse.pages import HOME, INDEX, stale
 from cnncourse.paths import ENV_VAR, course_root, lectures
 
@@ -31,8 +37,8 @@ def test_index_lists_every_question_once_and_links_resolve():
     for m in LINK.finditer(text):
         target = ROOT / "notebooks" / m["file"]
         assert target.is_file(), f"index links to a missing notebook {m['file']}"
-        if m["anchor"]:
-            assert m["anchor"] in anchors(markdown_cells(target)), f"index links to a missing section {m[0]}"
+        assert m["anchor"] and m["anchor"].startswith("heading="), f"index link without a JupyterLab section: {m[0]}"
+        assert split_cross_link(m["anchor"]) in anchors(markdown_cells(target)), f"index links to a missing section {m[0]}"
 
 
 def test_home_links_resolve_to_lectures_and_student_copies():

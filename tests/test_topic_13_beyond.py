@@ -30,8 +30,13 @@ MUTANTS = [
            old="sim = z @ z.T / temperature", new="sim = z @ z.T * temperature", visible=True),
     Mutant("nt_xent_loss", "only the first view's N anchors are averaged",
            old="return F.cross_entropy(sim, targets)", new="return F.cross_entropy(sim[:n], targets[:n])"),
+    Mutant("nt_xent_loss", "cross-view InfoNCE: negatives only from the other view (the lecture's loss)",
+           old="return F.cross_entropy(sim, targets)",
+           new="return (F.cross_entropy(sim[:n, n:], torch.arange(n, device=z.device))"
+               " + F.cross_entropy(sim[n:, :n], torch.arange(n, device=z.device))) / 2",
+           visible=True),
     Mutant("nt_xent_loss", "gradient cut through one side of the similarity",
-           old="sim = z @ z.T / temperature", new="sim = z @ z.T.detach() / temperature"),
+           old="sim = z @ z.T / temperature", new="sim = z @ z.T.detach() / temperature", visible=True),
     # conv3d_output_shape
     Mutant("conv3d_output_shape", "dilation ignored",
            old="- d[axis] * (k[axis] - 1) - 1", new="- (k[axis] - 1) - 1", visible=True),
