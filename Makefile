@@ -8,20 +8,24 @@ export PATH := $(VENV)/bin:$(PATH)
 export PYTHONHASHSEED := 0
 
 TOPICS := $(notdir $(patsubst %/,%,$(wildcard source/*/)))
-JOBS ?= $(shell nproc)
+# nproc is GNU; macOS has getconf; python is the last resort.
+JOBS ?= $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || python3 -c 'import os; print(os.cpu_count())')
 TOPIC ?=
 NOTEBOOK ?=
 LAB_ARGS ?=
 AUTOGRADE_ARGS ?=
 
-.PHONY: venv lab test lint release index grade bench autograde bench-autograde lock clean help
+.PHONY: venv lab test test-gpu lint release index book weights grade bench autograde bench-autograde lock clean help
 
 help:
 	@echo "make lab        install (first time) and open JupyterLab on the course"
 	@echo "make test       install (first time) and run the whole test suite"
+	@echo "make test-gpu   every notebook, the mutants and autograde checks with CNNLAB_DEVICE=cuda"
 	@echo "make grade TOPIC=01_convolution   self-grade your notebook in mywork/"
 	@echo "make release    regenerate the student notebooks in release/"
-	@echo "make index      regenerate the topic tables and the interview index"
+	@echo "make index      regenerate the interview index and the topic tables from the notebooks"
+	@echo "make book       build the course as a static, searchable HTML site in _build/book/"
+	@echo "make weights    retrain the course's pretrained backbone (cnnlab/weights/)"
 	@echo "make autograde ASSIGNMENT=01_convolution [JOBS=n]   grade submitted/*/<id>/"
 	@echo "make bench      time every notebook and print the metrics they reach"
 	@echo "make bench-autograde   grading throughput, JOBS=1 vs JOBS=2, beside plain nbgrader"
@@ -37,12 +41,21 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 lab: venv
 	$(PY) -m cnncourse.workspace
-	$(VENV)/bin/jupyter lab --allow-root --ServerApp.root_dir=$(CURDIR) $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --allow-root --ServerApp.root_dir=$(CURDIR) $(LAB_ARGS) notebooks/00_start_here.ipynb
 
 # One torch thread per worker: two workers on two cores.
 test: venv
 	$(VENV)/bin/ruff check .
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax -q
+	CNNLAB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax -q
+
+# The GPU path. Without a CUDA device it says so in one line and succeeds (GPU_REQUIRED=1 fails).
+test-gpu: venv
+	@if ! $(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)"; then \
+	  echo "make test-gpu: no CUDA device visible to torch here; nothing run"; test -z "$(GPU_REQUIRED)"; \
+	else \
+	  CNNLAB_DEVICE=cuda OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadfile \
+	    --nbval-lax -q notebooks source $(wildcard tests/test_topic_*.py tests/test_devices.py); \
+	fi
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -50,12 +63,17 @@ lint: venv
 release: venv
 	$(PY) -m cnncourse.release $(TOPICS)
 
-# The README's topic table, the home notebook's table and the interview index, from the notebooks.
+grade: venv
+	$(PY) -m cnncourse.grading $(TOPIC) $(NOTEBOOK)
+
 index: venv
 	$(PY) -m cnncourse.pages
 
-grade: venv
-	$(PY) -m cnncourse.grading $(TOPIC) $(NOTEBOOK)
+book: venv
+	OMP_NUM_THREADS=1 $(PY) -m cnncourse.book
+
+weights: venv
+	OMP_NUM_THREADS=1 $(PY) -m cnnlab.pretrained
 
 bench: venv
 	$(PY) -m cnncourse.bench
@@ -72,9 +90,11 @@ BENCH_STUDENTS ?= 8
 bench-autograde: venv
 	$(PY) -m cnngrade --bench $(BENCH_ASSIGNMENT) --students $(BENCH_STUDENTS)
 
+# One lock for Linux (CUDA torch), macOS and Windows: environment markers pick the wheels.
+# Pins already in requirements.txt are kept; add a package to requirements.in first.
 lock: venv
-	{ echo "# Exact pins for the whole course (lock-style). Regenerate with: make lock"; \
-	  $(VENV)/bin/pip freeze --exclude-editable | grep -v '^cnnlab'; } > requirements.txt
+	$(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11.5 --no-annotate \
+	  --custom-compile-command "make lock" requirements.in -o requirements.txt
 
 clean:
 	rm -rf .grading feedback autograded/*/ gradebook.db
