@@ -14,7 +14,8 @@ an ordinary CPU tensor. A ``TorchDispatchMode`` active during the call sees ever
 operator and applies CUDA's rule: a CPU tensor with one or more dimensions may not meet a
 device tensor in one operator (0-dim CPU tensors may, as on CUDA; copies, ``.to()`` and
 index tensors may, as on CUDA). It also refuses ``.numpy()`` on a device tensor. When
-the call returns, results are moved back to plain CPU tensors, so the test cell's
+the call returns, results are moved back to plain CPU tensors (moves in and out keep the
+autograd history, so a test can still differentiate through a result), so the test cell's
 comparisons against the library run as usual; a result that came back on the CPU for
 inputs on the device is reported as well (on a GPU it would silently leave the device),
 unless it descends from an explicit ``.cpu()`` / ``.to("cpu")`` inside the function.
@@ -30,8 +31,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -82,9 +85,11 @@ class OnDevice(torch.Tensor):
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN206
-        # Outside a guarded call (a result kept by the caller): compute on the real values.
+        # Outside a guarded call (a backward pass run later by the caller): compute on the
+        # real values and keep the results on the stand-in device, as autograd expects.
         unwrapped = tree_map(_unwrap, (args, kwargs or {}))
-        return func(*unwrapped[0], **unwrapped[1])
+        out = func(*unwrapped[0], **unwrapped[1])
+        return tree_map(lambda x: OnDevice(x) if _is_cpu_tensor(x) else x, out)
 
 
 _MOVED = "_moved_to_cpu_on_purpose"
@@ -112,6 +117,18 @@ def _shapes(tensors: list[torch.Tensor], most: int = 3) -> str:
 _SUSPENDED = [0]
 
 
+_HERE = __file__
+_TORCH_DIR = str(Path(torch.__file__).parent)
+
+
+def _where() -> str:
+    """``line N: <code>`` of the innermost frame outside torch and this module, or ''."""
+    for frame in reversed(traceback.extract_stack()):
+        if frame.filename != _HERE and not frame.filename.startswith(_TORCH_DIR):
+            return f"line {frame.lineno} ({(frame.line or '').strip()}): "
+    return ""
+
+
 class DeviceRule(TorchDispatchMode):
     """Apply CUDA's same-device rule to every operator, with :class:`OnDevice` as the device."""
 
@@ -129,7 +146,7 @@ class DeviceRule(TorchDispatchMode):
             stray = [x for x in flat if _is_cpu_tensor(x) and x.dim() > 0]
             if stray:
                 raise DeviceMixing(
-                    f"{func} mixes tensors on the inputs' device with CPU tensor(s) of shape "
+                    f"{_where()}{func} mixes tensors on the inputs' device with CPU tensor(s) of shape "
                     f"{_shapes(stray)}: create new tensors with device=x.device (torch.zeros(..., "
                     f"device=x.device, dtype=x.dtype), x.new_zeros(...), torch.zeros_like(x))")
         wants = kwargs.get("device")
@@ -148,6 +165,44 @@ class DeviceRule(TorchDispatchMode):
         return tree_map(lambda x: OnDevice(x) if _is_cpu_tensor(x) else x, out)
 
 
+class _ToStandIn(torch.autograd.Function):
+    """Move a tensor onto the stand-in device, keeping its autograd history (as ``x.to(cuda)``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        return OnDevice(x.detach())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        return _unwrap(grad)
+
+
+class _ToCpu(torch.autograd.Function):
+    """Move a stand-in tensor back to the CPU, keeping its autograd history (as ``x.cpu()``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        return _unwrap(x).detach().clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        return OnDevice(grad) if _is_cpu_tensor(grad) else grad
+
+
+def _move_in(x: torch.Tensor) -> torch.Tensor:
+    if x.requires_grad:
+        return _ToStandIn.apply(x)
+    return OnDevice(x)
+
+
+def _move_out(x: Any) -> Any:
+    if not isinstance(x, OnDevice):
+        return x
+    if x.requires_grad:
+        return _ToCpu.apply(x)
+    return x.elem
+
+
 def _caller_side(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A callable argument (the ``f`` of ``numerical_gradient(f, x)``) is the caller's code:
     it runs outside the rule on CPU values, and its tensor results join the device."""
@@ -159,7 +214,7 @@ def _caller_side(fn: Callable[..., Any]) -> Callable[..., Any]:
             out = fn(*to_cpu(args), **to_cpu(kwargs))
         finally:
             _SUSPENDED[0] -= 1
-        return tree_map(lambda x: OnDevice(x) if _is_cpu_tensor(x) and not x.requires_grad else x, out)
+        return tree_map(lambda x: _move_in(x) if _is_cpu_tensor(x) else x, out)
 
     return call
 
@@ -169,7 +224,7 @@ def to_device(obj: Any) -> Any:
     callables other than modules become caller-side functions (see :func:`_caller_side`)."""
     def move(x: Any) -> Any:
         if _is_cpu_tensor(x):
-            return OnDevice(x.detach().requires_grad_(x.requires_grad))
+            return _move_in(x)
         if callable(x) and not isinstance(x, (nn.Module, type, torch.Tensor)):
             return _caller_side(x)
         return x
@@ -179,7 +234,7 @@ def to_device(obj: Any) -> Any:
 
 def to_cpu(obj: Any) -> Any:
     """``obj`` with every stand-in tensor back on the CPU (autograd history kept)."""
-    return tree_map(_unwrap, obj)
+    return tree_map(_move_out, obj)
 
 
 def _cpu_results(obj: Any) -> list[torch.Tensor]:
@@ -194,8 +249,11 @@ def _modules_on_device(args: tuple, kwargs: dict) -> Iterator[None]:
     if not modules:
         yield
         return
-    with _reparametrize_module(modules[0], {
-            n: OnDevice(t) for n, t in (*modules[0].named_parameters(), *modules[0].named_buffers())}):
+    module = modules[0]
+    by_id: dict[int, OnDevice] = {}  # a weight shared by two layers moves once, as one tensor
+    moved = {name: by_id.setdefault(id(t), OnDevice(t)) for name, t in (
+        *module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False))}
+    with _reparametrize_module(module, moved):
         with _modules_on_device(tuple(modules[1:]), {}):
             yield
 
@@ -233,11 +291,16 @@ def guard(fn: Callable[..., Any], name: str | None = None) -> Callable[..., Any]
     def guarded(*args: Any, **kwargs: Any) -> Any:
         if _ACTIVE[0]:
             return fn(*args, **kwargs)
-        args, kwargs = to_device(args), to_device(kwargs)
-        had_tensor = any(isinstance(x, OnDevice) for x in tree_flatten((args, kwargs))[0])
+        had_tensor = any(_is_cpu_tensor(x) for x in tree_flatten((args, kwargs))[0])
         if not had_tensor and takes_device and "device" not in kwargs:
-            kwargs["device"] = STAND_IN
+            kwargs = {**kwargs, "device": STAND_IN}
             had_tensor = True
+        if not had_tensor:
+            # Nothing to put on the device (a module alone, or data behind a DataLoader): the
+            # function sees its arguments as they are; only tensors it asks for on the
+            # stand-in device would be checked.
+            return fn(*args, **kwargs)
+        args, kwargs = to_device(args), to_device(kwargs)
         _ACTIVE[0] += 1
         try:
             with _modules_on_device(args, kwargs), StandInFactories(), DeviceRule():
@@ -246,7 +309,7 @@ def guard(fn: Callable[..., Any], name: str | None = None) -> Callable[..., Any]
             raise DeviceMixing(f"{label}: {err}") from None
         finally:
             _ACTIVE[0] -= 1
-        stray = _cpu_results(out) if had_tensor else []
+        stray = _cpu_results(out)
         if stray:
             raise DeviceMixing(f"{label} returned CPU tensor(s) of shape {_shapes(stray)} for inputs "
                                f"on another device: create the result on the inputs' device")
