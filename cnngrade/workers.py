@@ -23,6 +23,7 @@ import traceback
 from pathlib import Path
 
 from cnngrade.records import Job, Result
+from cnngrade.sandbox.client import kill_group
 
 PRELOAD = ["cnngrade.job", "cnngrade.execute", "nbconvert.exporters", "nbconvert.preprocessors",
            "nbgrader.api", "nbgrader.apps", "nbgrader.converters", "nbgrader.preprocessors", "zmq",
@@ -81,11 +82,6 @@ def worker_entry(job_path: str) -> None:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
-
-
-def kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 class Workers:
