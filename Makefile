@@ -28,7 +28,7 @@ help:
 	@echo "make weights    retrain the course's pretrained backbone (cnnlab/weights/)"
 	@echo "make autograde ASSIGNMENT=01_convolution [JOBS=n]   grade submitted/*/<id>/"
 	@echo "make bench      time every notebook and print the metrics they reach"
-	@echo "make bench-autograde   grading throughput, JOBS=1 vs JOBS=2"
+	@echo "make bench-autograde   grading throughput, JOBS=1 vs JOBS=2, beside plain nbgrader"
 	@echo "make lint       ruff over the package, tests and notebooks"
 
 venv: $(VENV)/.installed
@@ -40,7 +40,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 lab: venv
-	$(PY) -m cnnlab.workspace
+	$(PY) -m cnncourse.workspace
 	$(VENV)/bin/jupyter lab --allow-root --ServerApp.root_dir=$(CURDIR) $(LAB_ARGS) notebooks/00_start_here.ipynb
 
 # One torch thread per worker: two workers on two cores.
@@ -61,10 +61,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 release: venv
-	$(PY) -m cnnlab.release $(TOPICS)
+	$(PY) -m cnncourse.release $(TOPICS)
 
 grade: venv
-	$(PY) -m cnnlab.grading $(TOPIC) $(NOTEBOOK)
+	$(PY) -m cnncourse.grading $(TOPIC) $(NOTEBOOK)
 
 index: venv
 	$(PY) -m cnncourse.pages
@@ -76,16 +76,19 @@ weights: venv
 	OMP_NUM_THREADS=1 $(PY) -m cnnlab.pretrained
 
 bench: venv
-	$(PY) -m cnnlab.bench
+	$(PY) -m cnncourse.bench
 
 # Instructor grading of submitted/*/$(ASSIGNMENT)/: sandboxed, parallel, fault-isolated.
 autograde: venv
 	@test -n "$(ASSIGNMENT)" || { echo "usage: make autograde ASSIGNMENT=<id> [JOBS=n]"; exit 2; }
-	$(PY) -m cnnlab.autograde $(ASSIGNMENT) --jobs $(JOBS) $(AUTOGRADE_ARGS)
+	$(PY) -m cnngrade $(ASSIGNMENT) --jobs $(JOBS) $(AUTOGRADE_ARGS)
 
-# Grading throughput with JOBS=1 and JOBS=2 on a generated class of honest students.
+# Grading throughput (JOBS=1, JOBS=2) and plain `nbgrader autograde` on the same generated class
+# of honest students; default: the no-torch fixture assignment ag_tiny.
+BENCH_ASSIGNMENT ?= ag_tiny
+BENCH_STUDENTS ?= 8
 bench-autograde: venv
-	$(PY) -m cnnlab.autograde --bench
+	$(PY) -m cnngrade --bench $(BENCH_ASSIGNMENT) --students $(BENCH_STUDENTS)
 
 # One lock for Linux (CUDA torch), macOS and Windows: environment markers pick the wheels.
 # Pins already in requirements.txt are kept; add a package to requirements.in first.

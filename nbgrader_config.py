@@ -18,6 +18,20 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 # Training exercises run inside the notebook: allow a generous per-cell time.
 c.ExecutePreprocessor.timeout = 900
 
+# Every autograde entry point (`nbgrader autograde`, the formgrader's Autograde button) runs
+# student code in the grading sandbox (bubblewrap, limits, guard), never in a plain kernel:
+# nbgrader's pipeline with its Execute step replaced (see cnngrade.plugin).
+c.Autograde.autograde_preprocessors = [
+    "cnngrade.plugin.SandboxExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.SandboxExecute.cell_timeout = 900
+
 # Where `nbgrader release_assignment` / `collect` exchange files. By default a folder inside
 # the course (`make lab` creates it), so the Assignment List and Course List work on a laptop;
 # a multi-user JupyterHub sets NBGRADER_EXCHANGE_ROOT (for example /srv/nbgrader/exchange).

@@ -8,29 +8,38 @@ course relative to its own source files. A course root is a folder that holds
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 ENV_VAR = "CNN_COURSE_ROOT"
+
+
+class CourseNotFound(FileNotFoundError):
+    """Neither the environment variable nor the working directory leads to a course."""
 
 
 def is_course_root(path: Path) -> bool:
     return (path / "nbgrader_config.py").is_file() and (path / "source").is_dir()
 
 
-def course_root(start: Path | None = None) -> Path:
-    """The course root: ``$CNN_COURSE_ROOT`` if set, else the nearest course folder at or above ``start``."""
-    env = os.environ.get(ENV_VAR)
+def course_root(start: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The course root: ``$CNN_COURSE_ROOT`` if set, else the nearest course folder at or above ``start``.
+
+    ``start`` defaults to the working directory, ``environ`` to ``os.environ``. Raises
+    :class:`CourseNotFound` with a one-line explanation when there is none.
+    """
+    env = (os.environ if environ is None else environ).get(ENV_VAR)
     if env:
-        root = Path(env).resolve()
+        root = Path(env).expanduser().resolve()
         if not is_course_root(root):
-            raise FileNotFoundError(f"{ENV_VAR}={env} is not a course folder (no nbgrader_config.py and source/)")
+            raise CourseNotFound(f"{ENV_VAR}={env} is not a course folder (no nbgrader_config.py and source/)")
         return root
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if is_course_root(folder):
             return folder
-    raise FileNotFoundError(f"no course folder (nbgrader_config.py and source/) at or above {here}; "
-                            f"run from inside the course or set {ENV_VAR}")
+    raise CourseNotFound(f"no course folder (nbgrader_config.py and source/) at or above {here}; "
+                         f"run from inside the course or set {ENV_VAR}")
 
 
 def lectures(root: Path) -> list[Path]:

@@ -1,10 +1,10 @@
-"""cnnlab: the small helper package behind the CNN course.
+"""cnnlab: the small library learners import in the CNN course's notebooks.
 
-One module per concern: ``core`` (seeding, device), ``data`` (offline datasets),
-``train`` (training loop with a progress bar), ``plot`` (figures), ``checks``
-(tolerant comparisons for test cells), ``grading`` (self-grading), ``autograde``
-(sandboxed instructor grading) and ``bench`` (notebook timings). Nothing in here is an
-exercise solution.
+One module per concern: ``core`` (seeding, device, metric lines), ``data`` (offline
+datasets), ``train`` (training loop with a progress bar), ``plot`` (figures) and
+``checks`` (tolerant comparisons and rules for test cells). Nothing in here is an
+exercise solution, and nothing here imports nbgrader or the grader: the course's
+tooling lives in ``cnncourse`` and the instructor's grading service in ``cnngrade``.
 
 The re-exports below are lazy, so ``python -m cnnlab.<module>`` does not pay for
 importing torch unless it needs it.

@@ -18,8 +18,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.grading import REPO, autograde_notebooks
-from cnnlab.kernel import KernelSession, cell_key, load_cells
+from cnncourse.grading import autograde_notebooks
+from cnncourse.kernel import KernelSession, cell_key, load_cells
+from cnncourse.paths import course_root
+
+REPO = course_root()
 
 MIN_MUTANTS_PER_SOLUTION = 3
 

@@ -12,21 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from autograde_course import build_course, gradebook_scores, needs_bwrap, run_grader
+from fixtures.autograde import catalogue
 
-from cnnlab.autograde import _BOOT, CNNLAB_DIR, main, wrap_test
-from cnnlab.preflight import preflight, read_json
-from cnnlab.sandbox import bwrap_path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "autograde"))
-import catalogue  # noqa: E402
-from test_autograde_catalogue import build_course, gradebook_scores, run_grader  # noqa: E402
-
-needs_bwrap = pytest.mark.skipif(
-    bwrap_path() is None,
-    reason="bubblewrap (bwrap) is not installed: the grading sandbox needs it (apt-get install bubblewrap; "
-           ".ci/run installs it)",
-)
+from cnngrade.cli import main
+from cnngrade.execute import wrap_test
+from cnngrade.preflight import preflight, read_json
+from cnngrade.sandbox import bwrap_path
 
 MIXED = ["honest", "partial", "crash_exit", "corrupted_json", "dup_solution_last_wins", "custom_exc"]
 
@@ -56,9 +48,7 @@ def test_parallel_equals_serial(tmp_path):
 
 
 def _cli(root: Path, *args: str) -> list[str]:
-    # the stub package keeps ``import cnnlab`` (and its torch import) out of the command's start-up
-    boot = _BOOT.replace("worker_main as w;sys.exit(w(sys.argv[2:]))", "main as w;sys.exit(w(sys.argv[2:]))")
-    return [sys.executable, "-c", boot, str(CNNLAB_DIR), *args, "--root", str(root)]
+    return [sys.executable, "-m", "cnngrade", *args, "--root", str(root)]
 
 
 @needs_bwrap

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from browser import chrome, start_lab, wait_for
 
-from cnnlab.workspace import ensure_exchange, sync_workspace
+from cnncourse.workspace import ensure_exchange, sync_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT = 240

@@ -17,7 +17,7 @@ from harness import graded_cells_after, source_notebook
 from torch import nn
 
 from cnncourse.devices import DeviceMixing, guard
-from cnnlab.kernel import KernelSession, cell_key, load_cells
+from cnncourse.kernel import KernelSession, cell_key, load_cells
 
 
 def _boxes(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,12 +1,8 @@
 """The mutation harness itself: it must report a surviving mutant, a broken one and a missing one."""
 
-import sys
-from pathlib import Path
-
 from harness import Mutant, run_mutants, structure_problems
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from nbsrc import py_to_notebook, write_notebook  # noqa: E402
+from cnncourse.nbsrc import py_to_notebook, write_notebook
 
 NOTEBOOK = '''# %% [markdown]
 # ### Exercise: add

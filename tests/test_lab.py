@@ -11,7 +11,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cnnlab.grading import REPO
+from cnncourse.paths import course_root
+
+REPO = course_root()
 
 TOKEN = "course-test-token"
 

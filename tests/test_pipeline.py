@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab import grading
-from cnnlab.bench import BenchRow, format_table, metrics_from_outputs
-from cnnlab.grading import REPO, generate, topics
-from cnnlab.workspace import sync_workspace
+from cnncourse import grading
+from cnncourse.bench import BenchRow, format_table, metrics_from_outputs
+from cnncourse.grading import generate, topics
+from cnncourse.paths import course_root
+from cnncourse.workspace import sync_workspace
 
-TOPICS = topics()
+REPO = course_root()
+TOPICS = topics(REPO)
 SOLUTION_BLOCK = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
 HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 
@@ -88,13 +90,12 @@ def test_workspace_copies_release_and_never_overwrites(tmp_path):
     assert created[0].read_text() == "my work"
 
 
-def test_self_grading_prints_points_and_feedback(tmp_path, capsys, monkeypatch):
+def test_self_grading_prints_points_and_feedback(tmp_path, capsys):
     """`make grade`: a filled-in notebook is graded against the hidden tests, with HTML feedback."""
     topic = "01_convolution"
     learner = tmp_path / "mywork" / topic / f"{topic}.ipynb"
     learner.parent.mkdir(parents=True)
     shutil.copy(REPO / "source" / topic / f"{topic}.ipynb", learner)
-    monkeypatch.setattr(grading, "REPO", REPO)
     assert grading.main([topic, str(learner)]) == 0
     out = capsys.readouterr().out
     assert re.search(r"conv2d_naive_tests\s+4 / 4", out), out

@@ -5,8 +5,8 @@ another (so timings are not distorted by each other), each in a fresh kernel, an
 collects the ``[metric] name = value`` lines that :func:`cnnlab.report_metric`
 prints. Kernel start-up is included in the seconds, as a learner would feel it.
 
-    python -m cnnlab.bench                      # all notebooks
-    python -m cnnlab.bench 04 notebooks/07      # only paths containing these strings
+    python -m cnncourse.bench                   # all notebooks
+    python -m cnncourse.bench 04 notebooks/07   # only paths containing these strings
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnncourse.paths import CourseNotFound, course_root
 from cnnlab.core import METRIC_PREFIX
-from cnnlab.grading import REPO
 
 BUDGET_SECONDS = 60.0
 _METRIC = re.compile(rf"^{re.escape(METRIC_PREFIX)} (?P<name>[^=]+?) = (?P<value>\S+)\s*$", re.M)
@@ -32,7 +32,7 @@ class BenchRow:
     error: str = ""
 
 
-def reference_notebooks(root: Path = REPO) -> list[Path]:
+def reference_notebooks(root: Path) -> list[Path]:
     """The lecture notebooks and the exercise sources, in topic order."""
     return sorted((root / "notebooks").glob("*.ipynb")) + sorted((root / "source").glob("*/*.ipynb"))
 
@@ -48,7 +48,7 @@ def metrics_from_outputs(nb) -> dict[str, str]:
     return found
 
 
-def run_notebook(path: Path, timeout: int = 600) -> BenchRow:
+def run_notebook(path: Path, root: Path, timeout: int = 600) -> BenchRow:
     """Execute one notebook in its own folder and time it."""
     import nbformat
     from nbclient import NotebookClient
@@ -64,7 +64,7 @@ def run_notebook(path: Path, timeout: int = 600) -> BenchRow:
     except Exception as exc:  # a dead kernel or a timeout: report it, keep benchmarking the rest
         error = f"{type(exc).__name__}: {exc}"[:120]
     seconds = time.perf_counter() - start
-    return BenchRow(str(path.relative_to(REPO)), seconds, metrics_from_outputs(nb), error)
+    return BenchRow(str(path.relative_to(root)), seconds, metrics_from_outputs(nb), error)
 
 
 def format_table(rows: list[BenchRow]) -> str:
@@ -81,14 +81,19 @@ def format_table(rows: list[BenchRow]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     filters = sys.argv[1:] if argv is None else argv
-    paths = [p for p in reference_notebooks() if not filters or any(f in str(p) for f in filters)]
+    try:
+        root = course_root()
+    except CourseNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    paths = [p for p in reference_notebooks(root) if not filters or any(f in str(p) for f in filters)]
     if not paths:
         print("no notebooks match", filters, file=sys.stderr)
         return 2
     rows = []
     for path in paths:
-        print(f"running {path.relative_to(REPO)} ...", file=sys.stderr, flush=True)
-        rows.append(run_notebook(path))
+        print(f"running {path.relative_to(root)} ...", file=sys.stderr, flush=True)
+        rows.append(run_notebook(path, root))
     print(format_table(rows))
     return 0
 

@@ -16,6 +16,10 @@ from pathlib import Path
 
 from jupyter_client.manager import start_new_kernel
 
+from cnncourse.cells import cell_key
+
+__all__ = ["CellResult", "KernelSession", "cell_key", "load_cells"]
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -34,11 +38,6 @@ class CellResult:
 def load_cells(path: Path) -> list[dict]:
     """The cells of a notebook file (no nbformat validation: the tests check that separately)."""
     return json.loads(Path(path).read_text())["cells"]
-
-
-def cell_key(cell: dict) -> str:
-    """A cell's name: its nbgrader grade_id when it has one, else its cell id."""
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id", "")
 
 
 class KernelSession:

@@ -11,10 +11,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from cnnlab.grading import REPO
+from cnncourse.paths import CourseNotFound, course_root
 
 
-def sync_workspace(root: Path = REPO) -> list[Path]:
+def sync_workspace(root: Path) -> list[Path]:
     """Copy missing release files into ``root/mywork``; return the files created."""
     created = []
     for src in sorted((root / "release").rglob("*")):
@@ -28,7 +28,7 @@ def sync_workspace(root: Path = REPO) -> list[Path]:
     return created
 
 
-def ensure_exchange(root: Path = REPO) -> Path:
+def ensure_exchange(root: Path) -> Path:
     """Create the course-local nbgrader exchange that ``nbgrader_config.py`` points to by default.
 
     With it, JupyterLab's Assignment List and Course List open without "exchange directory
@@ -40,8 +40,13 @@ def ensure_exchange(root: Path = REPO) -> Path:
 
 
 def main() -> int:
-    ensure_exchange()
-    created = sync_workspace()
+    try:
+        root = course_root()
+    except CourseNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ensure_exchange(root)
+    created = sync_workspace(root)
     print(f"mywork/: {len(created)} new notebook(s) copied from release/ (existing work is never overwritten)")
     return 0
 

@@ -6,8 +6,11 @@ happens in a private course directory with its own gradebook, so self-grading ne
 touches an instructor's database, and the scores are read from the gradebook, never
 from an exit code (nbgrader's exit status says nothing reliable about scores).
 
-    python -m cnnlab.grading 01_convolution                 # grades mywork/01_convolution/01_convolution.ipynb
-    python -m cnnlab.grading 01_convolution path/to/nb.ipynb
+    python -m cnncourse.grading 01_convolution              # grades mywork/01_convolution/01_convolution.ipynb
+    python -m cnncourse.grading 01_convolution path/to/nb.ipynb
+
+The course is found from the working directory (or ``CNN_COURSE_ROOT``), see
+:mod:`cnncourse.paths`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from cnncourse.paths import CourseNotFound, course_root
+
 COURSE_ID = "cnn-course"
 
 
@@ -59,41 +63,79 @@ class Report:
         return "\n".join(rows)
 
 
-def topics(root: Path = REPO) -> list[str]:
+def ensure_env_on_path(environ: dict | None = None) -> None:
+    """Put this interpreter's ``bin/`` first on PATH: nbgrader runs ``alembic`` and kernels from PATH."""
+    env = os.environ if environ is None else environ
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+
+
+def topics(root: Path | None = None) -> list[str]:
     """Assignment ids: the folders of ``source/`` (one per topic)."""
+    root = course_root() if root is None else Path(root)
     return sorted(p.name for p in (root / "source").iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _api(root: Path, db_path: Path, timeout: int = 900):
-    """An NbGraderAPI for the course at ``root`` with its gradebook at ``db_path``."""
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
+def load_course_config(root: Path):
+    """The course's own ``nbgrader_config.py`` as a traitlets Config (empty when there is none)."""
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    path = Path(root) / "nbgrader_config.py"
+    if not path.is_file():
+        return Config()
+    return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
+
+
+def course_config(root: Path, db_path: Path, timeout: int = 900, base=None):
+    """nbgrader's configuration for the course at ``root`` with its gradebook at ``db_path``.
+
+    ``base`` (the course's own ``nbgrader_config.py``, see :func:`load_course_config`) is
+    honoured; only the root, the gradebook and the execution timeout are set here, and the
+    course id and solution stub when ``base`` does not set them.
+    """
     from traitlets.config import Config
 
-    # nbgrader runs `alembic` (and kernels) from PATH: make sure this environment's bin is on it.
-    bindir = str(Path(sys.executable).parent)
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     c = Config()
+    if base is not None:
+        c.merge(base)
     c.CourseDirectory.root = str(root)
-    c.CourseDirectory.course_id = COURSE_ID
+    if "course_id" not in c.CourseDirectory:
+        c.CourseDirectory.course_id = COURSE_ID
     c.CourseDirectory.db_url = f"sqlite:///{db_path}"
     c.ExecutePreprocessor.timeout = timeout
     c.Execute.timeout = timeout
-    c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+    if "code_stub" not in c.ClearSolutions:
+        c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+    return c
+
+
+def course_id(config) -> str:
+    """The course id a configuration names (the default course's otherwise)."""
+    return config.CourseDirectory.course_id if "course_id" in config.CourseDirectory else COURSE_ID
+
+
+def nbgrader_api(root: Path, db_path: Path, timeout: int = 900, config=None):
+    """An NbGraderAPI for the course at ``root`` with its gradebook at ``db_path`` (or for ``config``)."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    ensure_env_on_path()
+    c = course_config(root, db_path, timeout) if config is None else config
     coursedir = CourseDirectory(config=c)
     api = NbGraderAPI(coursedir=coursedir, config=c)
     api.log_level = logging.ERROR
     return api
 
 
-def generate(root: Path, assignment_ids: list[str], db_path: Path | None = None) -> None:
+def generate(root: Path, assignment_ids: list[str], db_path: Path | None = None, base=None) -> None:
     """Run nbgrader generate_assignment for each id: ``source/<id>`` -> ``release/<id>``.
 
     Raises RuntimeError with nbgrader's log when generation fails.
     """
     db_path = db_path or root / "gradebook.db"
-    api = _api(root, db_path)
+    api = nbgrader_api(root, db_path, config=course_config(root, db_path, base=base))
     for aid in assignment_ids:
         result = api.generate_assignment(aid, force=True, create=True)
         if not result["success"]:
@@ -101,7 +143,7 @@ def generate(root: Path, assignment_ids: list[str], db_path: Path | None = None)
 
 
 def autograde_notebooks(topic: str, submissions: dict[str, Path], workdir: Path | None = None,
-                        source_root: Path = REPO, feedback: bool = True) -> dict[str, Report]:
+                        source_root: Path | None = None, feedback: bool = True) -> dict[str, Report]:
     """Autograde notebooks as if students submitted them, in a private course directory.
 
     ``submissions`` maps a student id to the notebook that student hands in (named
@@ -110,6 +152,7 @@ def autograde_notebooks(topic: str, submissions: dict[str, Path], workdir: Path 
     """
     from nbgrader.api import Gradebook, MissingEntry
 
+    source_root = course_root() if source_root is None else Path(source_root)
     if not (source_root / "source" / topic).is_dir():
         raise ValueError(f"no assignment {topic!r} in {source_root / 'source'}; choose one of {topics(source_root)}")
     owned = workdir is None
@@ -120,7 +163,7 @@ def autograde_notebooks(topic: str, submissions: dict[str, Path], workdir: Path 
             shutil.rmtree(course)
         shutil.copytree(source_root / "source" / topic, course / "source" / topic)
         db_path = course / "gradebook.db"
-        api = _api(course, db_path)
+        api = nbgrader_api(course, db_path)
         generate(course, [topic], db_path)
         for student, nb_path in submissions.items():
             dest = course / "submitted" / student / topic
@@ -156,23 +199,29 @@ def autograde_notebooks(topic: str, submissions: dict[str, Path], workdir: Path 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Self-grading: ``python -m cnnlab.grading TOPIC [NOTEBOOK]``."""
+    """Self-grading: ``python -m cnncourse.grading TOPIC [NOTEBOOK]``."""
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        root = course_root()
+    except CourseNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    known = topics(root)
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: make grade TOPIC=<topic> [NOTEBOOK=path]\ntopics: {' '.join(topics())}")
+        print(f"usage: make grade TOPIC=<topic> [NOTEBOOK=path]\ntopics: {' '.join(known)}")
         return 2
     topic = argv[0]
-    if topic not in topics():
-        print(f"error: unknown topic {topic!r}; choose one of {' '.join(topics())}", file=sys.stderr)
+    if topic not in known:
+        print(f"error: unknown topic {topic!r}; choose one of {' '.join(known)}", file=sys.stderr)
         return 2
-    notebook = Path(argv[1]) if len(argv) > 1 else REPO / "mywork" / topic / f"{topic}.ipynb"
+    notebook = Path(argv[1]) if len(argv) > 1 else root / "mywork" / topic / f"{topic}.ipynb"
     if not notebook.is_file():
         print(f"error: {notebook} not found (run `make lab` once to create your copy in mywork/)", file=sys.stderr)
         return 2
-    workdir = REPO / ".grading" / topic
+    workdir = root / ".grading" / topic
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"grading {notebook} against the hidden tests of {topic} (this runs the whole notebook)...")
-    report = autograde_notebooks(topic, {"learner": notebook}, workdir=workdir)["learner"]
+    report = autograde_notebooks(topic, {"learner": notebook}, workdir=workdir, source_root=root)["learner"]
     print(report.table())
     if report.error:
         print(f"note: {report.error}")
