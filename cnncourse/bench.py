@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         print("no notebooks match", filters, file=sys.stderr)
         return 2
     rows = []
+    import torch
+
+    from cnnlab.core import get_device
+
+    print(f"device: {get_device()} (torch {torch.__version__})", flush=True)
     for path in paths:
         print(f"running {path.relative_to(root)} ...", file=sys.stderr, flush=True)
         rows.append(run_notebook(path, root))

@@ -169,7 +169,7 @@ NOT_COVERED: dict[str, dict[str, str]] = {
     "13_beyond": {"nt_xent_loss": "its test runs gradcheck, whose checks compare devices inside torch"},
 }
 # Graded functions that mix devices today, with the fix they need (see docs/platforms.md).
-KNOWN_MIXING: dict[str, set[str]] = {"04_training": {"augment"}, "09_detection": {"nms", "average_precision"}}
+KNOWN_MIXING: dict[str, set[str]] = {}
 
 
 def graded_functions(cells: list[dict]) -> dict[str, list[str]]:
