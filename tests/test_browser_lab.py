@@ -117,20 +117,22 @@ def test_lecture_runs_renders_figures_and_the_explorer_redraws(browser):
     rendered = browser.execute_script("return document.querySelectorAll('.jp-OutputArea-output img').length")
     assert rendered >= 3, "figures are in the model but not on the page"
 
-    widget_img = ".jp-OutputArea-output .widget-output img, .jupyter-widgets-output-area img"
-    slider = ".widget-slider .noUi-handle, .widget-slider input[type=range]"
-    browser.execute_script(
-        f"const s = document.querySelector({slider!r}); s.scrollIntoView({{block: 'center'}});")
-    before = wait_for(lambda: browser.execute_script(
-        f"const i = document.querySelector({widget_img!r}); return i ? i.src : null;"), 60, "the explorer's figure")
-    handle = browser.find_element("css selector", slider)
+    widget_img = ".jupyter-widgets-output-area img, .widget-output img"
+    find_handle = APP + """
+        const handles = Array.from(w.node.querySelectorAll('.widget-slider .noUi-handle'))
+            .filter(h => h.getBoundingClientRect().width > 0);
+        if (!handles.length) return null;
+        handles[0].scrollIntoView({block: 'center'});
+        return handles[0];"""
+    handle = wait_for(lambda: browser.execute_script(find_handle), 60, "a visible slider of the explorer")
+    image_src = APP + f"const i = w.node.querySelector({widget_img!r}); return i ? i.src : null;"
+    before = wait_for(lambda: browser.execute_script(image_src), 60, "the explorer's figure")
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
-    handle.click()
-    handle.send_keys(Keys.ARROW_RIGHT)
-    wait_for(lambda: browser.execute_script(
-        f"const i = document.querySelector({widget_img!r}); return i && i.src !== {before!r};"), 60,
-        "the explorer's figure to redraw after the slider moved")
+    ActionChains(browser).move_to_element(handle).click().send_keys(Keys.ARROW_RIGHT).perform()
+    wait_for(lambda: browser.execute_script(image_src) not in (None, before), 60,
+             "the explorer's figure to redraw after the slider moved")
 
 
 def test_wrong_solution_shows_the_teaching_message_and_validate_reports_it(browser):
