@@ -15,8 +15,10 @@ The course is found from the working directory (or ``CNN_COURSE_ROOT``), see
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -30,11 +32,12 @@ COURSE_ID = "cnn-course"
 
 @dataclass
 class ExerciseScore:
-    """Points for one graded test cell (grade_id) of one notebook."""
+    """Points for one graded test cell (grade_id) of one notebook, and why points were lost."""
 
     name: str
     score: float
     max_score: float
+    message: str = ""
 
 
 @dataclass
@@ -55,12 +58,38 @@ class Report:
         return sum(e.max_score for e in self.exercises)
 
     def table(self) -> str:
-        """A printable table of points per exercise, with the total."""
+        """A printable table of points per exercise in notebook order, each failure's first line, the total."""
         width = max([len(e.name) for e in self.exercises] + [8])
         rows = [f"{'exercise':<{width}}  points"]
-        rows += [f"{e.name:<{width}}  {e.score:g} / {e.max_score:g}" for e in self.exercises]
+        for e in self.exercises:
+            why = f"   {e.message}" if e.message and e.score < e.max_score else ""
+            rows.append(f"{e.name:<{width}}  {e.score:g} / {e.max_score:g}{why}")
         rows.append(f"{'total':<{width}}  {self.score:g} / {self.max_score:g}")
         return "\n".join(rows)
+
+
+MESSAGE_CHARS = 160
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def failure_messages(notebook: Path) -> dict[str, str]:
+    """grade_id -> the first line of the error a graded cell raised (``Name: message``), from an executed notebook."""
+    found: dict[str, str] = {}
+    for cell in json.loads(Path(notebook).read_text())["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if grade_id and errors:
+            first = _ANSI.sub("", str(errors[0].get("evalue", ""))).strip().splitlines()
+            text = f"{errors[0].get('ename', 'Error')}: {first[0] if first else ''}".strip()
+            found[grade_id] = text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
+    return found
+
+
+def cell_order(notebook: Path) -> dict[str, int]:
+    """grade_id -> position in the notebook, so a report reads in the order the learner worked."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in cells]
+    return {g: i for i, g in enumerate(ids) if g}
 
 
 def ensure_env_on_path(environ: dict | None = None) -> None:
@@ -184,11 +213,14 @@ def autograde_notebooks(topic: str, submissions: dict[str, Path], workdir: Path 
                     report.error = (result.get("error") or result.get("log") or "not graded").strip().splitlines()[-1]
                     reports[student] = report
                     continue
+                executed = course / "autograded" / student / topic / f"{topic}.ipynb"
+                messages = failure_messages(executed) if executed.is_file() else {}
+                order = cell_order(course / "source" / topic / f"{topic}.ipynb")
                 for nb in sub.notebooks:
-                    for grade in sorted(nb.grades, key=lambda g: g.cell_id or 0):
+                    for grade in sorted(nb.grades, key=lambda g: order.get(g.name, len(order))):
                         if grade.cell.cell_type == "code":
                             report.exercises.append(ExerciseScore(grade.name, float(grade.auto_score or 0),
-                                                                  float(grade.max_score)))
+                                                                  float(grade.max_score), messages.get(grade.name, "")))
             if not result["success"]:
                 report.error = "nbgrader reported an error while grading (see the feedback)"
             reports[student] = report

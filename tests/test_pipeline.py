@@ -104,6 +104,27 @@ def test_self_grading_prints_points_and_feedback(tmp_path, capsys):
     assert f"feedback: {feedback}" in out and feedback.stat().st_size > 1000
 
 
+def test_self_grading_explains_lost_points_in_notebook_order(tmp_path, capsys):
+    """A wrong answer costs its points and the table says why, in the learner's order, without noise."""
+    topic = "01_convolution"
+    nb = json.loads((REPO / "source" / topic / f"{topic}.ipynb").read_text())
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "conv_output_size":
+            cell["source"] = [src.replace("2 * padding", "padding")]
+    learner = tmp_path / f"{topic}.ipynb"
+    learner.write_text(json.dumps(nb))
+    assert grading.main([topic, str(learner)]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if re.match(r"^\w+_tests\s", line)]
+    assert lines[0].startswith("conv_output_size_tests") and "0 / 2" in lines[0], captured.out
+    assert "padding" in lines[0], f"the failing test's message is missing: {lines[0]}"
+    in_notebook = [c["metadata"]["nbgrader"]["grade_id"] for c in nb["cells"]
+                   if c.get("metadata", {}).get("nbgrader", {}).get("grade") and c["cell_type"] == "code"]
+    assert [line.split()[0] for line in lines] == in_notebook, "exercises are not listed in notebook order"
+    assert "Warning" not in captured.out + captured.err, captured.err[-2000:]
+
+
 def test_self_grading_rejects_bad_input(capsys):
     assert grading.main(["99_nope"]) == 2
     assert "unknown topic" in capsys.readouterr().err
