@@ -80,6 +80,18 @@ def test_no_internal_question_ids_shown(path):
 
 
 EXERCISE_LINK = re.compile(r"\]\(\.\./\.\./notebooks/(?P<nb>[^)#\s]+\.ipynb)(?:#(?P<fragment>[^)\s]+))?\)")
+LECTURE_LINK = re.compile(r"\]\((?P<nb>[0-9]{2}_[A-Za-z0-9_]+\.ipynb)(?:#(?P<fragment>[^)\s]+))?\)")
+
+
+def check_cross_link(m: re.Match) -> None:
+    """A link into a lecture: the lecture exists and, in JupyterLab's '#heading=' form, so does the section."""
+    lecture = ROOT / "notebooks" / m["nb"]
+    assert lecture.is_file(), f"link to missing lecture {m['nb']}"
+    if m["fragment"]:
+        # JupyterLab scrolls another notebook to a section only for '#heading=Anchor'
+        assert m["fragment"].startswith("heading="), f"use '#heading=' in links to another notebook: {m[0]}"
+        anchor = split_cross_link(m["fragment"])
+        assert anchor in anchors(markdown_cells(lecture)), f"link to missing section {m['nb']}#{anchor}"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "source").glob("*/*.ipynb")), ids=lambda p: p.stem)
@@ -88,13 +100,14 @@ def test_exercise_links_point_to_lecture_headings(path):
     links = [m for c in markdown_cells(path) for m in EXERCISE_LINK.finditer(c)]
     assert links, "an exercise notebook links back to its lecture"
     for m in links:
-        lecture = ROOT / "notebooks" / m["nb"]
-        assert lecture.is_file(), f"link to missing lecture {m['nb']}"
-        if m["fragment"]:
-            # JupyterLab scrolls another notebook to a section only for '#heading=Anchor'
-            assert m["fragment"].startswith("heading="), f"use '#heading=' in links to a lecture section: {m[0]}"
-            anchor = split_cross_link(m["fragment"])
-            assert anchor in anchors(markdown_cells(lecture)), f"link to missing section {m['nb']}#{anchor}"
+        check_cross_link(m)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_links_between_lectures_resolve(path):
+    """A lecture that mentions another topic links to it, in the form JupyterLab scrolls to."""
+    for m in (m for c in markdown_cells(path) for m in LECTURE_LINK.finditer(c)):
+        check_cross_link(m)
 
 
 def test_heading_anchor_matches_jupyterlab():
@@ -107,16 +120,3 @@ def test_learners_are_never_sent_to_the_answer_key(path):
     text = "\n".join(markdown_cells(path))
     assert not re.search(r"\]\((\.\./)+source/", text), "link to release/NN_topic/, not the answer key in source/"
 
-
-LECTURE_LINK = re.compile(r"\]\((?P<nb>[0-9]{2}_[A-Za-z0-9_]+\.ipynb)(?:#(?P<fragment>[^)\s]+))?\)")
-
-
-@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
-def test_links_between_lectures_resolve(path):
-    """A lecture that mentions another topic links to it, in the form JupyterLab scrolls to."""
-    for m in (m for c in markdown_cells(path) for m in LECTURE_LINK.finditer(c)):
-        target = ROOT / "notebooks" / m["nb"]
-        assert target.is_file(), f"link to missing lecture {m['nb']}"
-        if m["fragment"]:
-            assert m["fragment"].startswith("heading="), f"use '#heading=' in links to another notebook: {m[0]}"
-            assert split_cross_link(m["fragment"]) in anchors(markdown_cells(target)), f"missing section: {m[0]}"
