@@ -88,7 +88,8 @@ def unreachable(db: GradebookUrl) -> str:
         return ""
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(db.url, future=True)
+    timeout = {"connect_timeout": 15} if db.backend == "postgresql" else {}  # a host that never answers
+    engine = create_engine(db.url, future=True, connect_args=timeout)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -263,17 +264,18 @@ def _copy_notebook_definition(gb, tnb, aid: str) -> None:
 
 
 def sync_assignment(gb, template_gb, aid: str) -> list[str]:
-    """Create / update the assignment's definition in the instructor gradebook from the template's."""
+    """Create / update the assignment's definition in the instructor gradebook from the template's (one transaction)."""
     from nbgrader.api import MissingEntry
 
     ta = template_gb.find_assignment(aid)
-    try:
-        before = _graded_cells(gb.find_assignment(aid))
-    except MissingEntry:
-        gb.add_assignment(aid)
-        before = None
-    for tnb in ta.notebooks:
-        _copy_notebook_definition(gb, tnb, aid)
+    with one_transaction(gb):
+        try:
+            before = _graded_cells(gb.find_assignment(aid))
+        except MissingEntry:
+            gb.add_assignment(aid)
+            before = None
+        for tnb in ta.notebooks:
+            _copy_notebook_definition(gb, tnb, aid)
     after = _graded_cells(ta)
     if before is None:
         return [f"assignment {aid} added to the gradebook from source/{aid}"]

@@ -82,6 +82,16 @@ def _start(bindir: Path) -> Server:
     if user:
         shutil.chown(folder, user, user)
     server = Server(bindir, folder, free_port(), user)
+    try:
+        _init_and_start(server)
+    except BaseException:
+        _stop(server)
+        raise
+    return server
+
+
+def _init_and_start(server: Server) -> None:
+    folder = server.folder
     init = server.run("initdb", "-D", str(folder / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                       "--no-sync", "--no-instructions")
     if init.returncode != 0:
@@ -93,7 +103,6 @@ def _start(bindir: Path) -> Server:
     if start.returncode != 0:
         log = (folder / "server.log").read_text(errors="replace") if (folder / "server.log").exists() else ""
         raise RuntimeError(f"pg_ctl start failed: {start.stderr or start.stdout}\n{log[-2000:]}")
-    return server
 
 
 def _stop(server: Server) -> None:
@@ -192,6 +201,40 @@ def test_postgres_run_keeps_other_grades_and_rerun_skips(graded):
     assert manual_grade_of_zoe(graded["pg_db"]) == 7.0
     rerun, code, out = run_grader(graded["pg_root"], AID, jobs=1)
     assert code == 0 and {o.status for o in rerun.outcomes.values()} == {"skipped"}, out
+
+
+def test_db_url_names_the_backend(tmp_path):
+    from traitlets.config import Config
+
+    from cnngrade.errors import InstructorError
+    from cnngrade.run import course_gradebook
+
+    config = Config()
+    config.CourseDirectory.db_url = "sqlite:///grades/gb.db"
+    assert course_gradebook(tmp_path, config)[0] == GradebookUrl.sqlite(tmp_path / "grades" / "gb.db")
+    config.CourseDirectory.db_url = "postgresql://grader:secret@127.0.0.1:5432/course"
+    db = course_gradebook(tmp_path, config)[0]
+    assert (db.backend, db.path, db.exists()) == ("postgresql", None, True)
+    assert "secret" not in db.shown() and "secret" not in str(db)
+    config.CourseDirectory.db_url = "mysql://grader@127.0.0.1/course"
+    with pytest.raises(InstructorError, match="mysql are not supported"):
+        course_gradebook(tmp_path, config)
+
+
+@needs_bwrap
+def test_an_unreachable_server_stops_the_run_before_grading(tmp_path, capsys):
+    from cnngrade.cli import main
+
+    root = tmp_path / "course"
+    shutil.copytree(catalogue.COURSE / "source" / AID, root / "source" / AID)
+    (root / "submitted" / "ann" / AID).mkdir(parents=True)
+    shutil.copy(root / "source" / AID / f"{AID}.ipynb", root / "submitted" / "ann" / AID)
+    (root / "nbgrader_config.py").write_text(
+        f"c = get_config()  # noqa: F821\nc.CourseDirectory.db_url = 'postgresql://postgres@127.0.0.1:{free_port()}/x'\n")
+    assert main([AID, "--root", str(root), "--jobs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be reached" in err[0], err
+    assert not (root / "autograded").exists() and not (root / "gradebook.db").exists()
 
 
 # ------------------------------------------------------------------ (b) readers see whole students
