@@ -7,7 +7,8 @@ into the page. A submission controls all of these: its own markdown cells and ev
 output of its code. So the job rewrites the autograded notebook once, in place, before
 the feedback is generated and the notebook is installed for the formgrader:
 
-- a student's markdown cell (not a locked cell: those hold the release's text) is
+- a student's markdown cell (not a locked cell, nor one that holds the course's own
+  text unchanged) is
   rendered as nbconvert renders it and checked with bleach: when the allowlist removes
   anything (a script, an event-handler attribute, a ``javascript:`` link, a frame, an
   object, a meta refresh, a style), the cell is shown as its source text instead;
@@ -33,6 +34,7 @@ from pathlib import Path
 import bleach
 from bleach import html5lib_shim
 from bleach.sanitizer import BleachSanitizerFilter
+from nbconvert.filters.markdown_mistune import InvalidNotebook, IPythonRenderer, MarkdownWithMath
 
 ALLOWED_TAGS = frozenset(bleach.ALLOWED_TAGS) | {
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "div", "span", "pre", "img", "table", "thead", "tbody",
@@ -95,12 +97,6 @@ def unsafe(fragment: str) -> bool:
 
 def render_markdown(text: str, attachments: dict | None = None) -> str:
     """Markdown as nbconvert's HTML export renders it (the feedback page, the formgrader)."""
-    from nbconvert.filters.markdown_mistune import (
-        InvalidNotebook,
-        IPythonRenderer,
-        MarkdownWithMath,
-    )
-
     try:
         return MarkdownWithMath(renderer=IPythonRenderer(escape=False, attachments=attachments or {})).render(text)
     except InvalidNotebook:  # a missing attachment: the export fails on it too; judged without attachments
@@ -193,11 +189,11 @@ def sanitise_outputs(cell) -> int:
     return changed
 
 
-def sanitise_notebook(nb) -> Sanitised:
-    """Sanitise a notebook node in place."""
+def sanitise_notebook(nb, trusted: frozenset[str] = frozenset()) -> Sanitised:
+    """Sanitise a notebook node in place; markdown and raw cells whose text is in ``trusted`` are the course's."""
     done = Sanitised()
     for cell in nb.cells:
-        locked = bool(cell.get("metadata", {}).get("nbgrader", {}).get("locked"))
+        locked = bool(cell.get("metadata", {}).get("nbgrader", {}).get("locked")) or cell.source in trusted
         if cell.cell_type == "code":
             done.outputs += sanitise_outputs(cell)
         elif cell.cell_type == "markdown" and not locked:
@@ -213,14 +209,14 @@ def sanitise_notebook(nb) -> Sanitised:
     return done
 
 
-def sanitise_folder(folder: Path) -> list[str]:
+def sanitise_folder(folder: Path, trusted: frozenset[str] = frozenset()) -> list[str]:
     """Sanitise every notebook of an autograded folder in place; one line per notebook that changed."""
     import nbformat
 
     notes = []
     for path in sorted(folder.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        done = sanitise_notebook(nb)
+        done = sanitise_notebook(nb, trusted)
         if done.cells or done.outputs:
             nbformat.write(nb, path)
             notes.append(f"{path.name}: active HTML removed from {done.cells} cell(s) and {done.outputs} "

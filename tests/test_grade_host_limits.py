@@ -170,3 +170,10 @@ def test_sanitise_notebook_shows_active_markdown_as_text_and_cleans_outputs():
     out = nb.cells[2].outputs[0]
     assert set(out.data) == {"text/html", "image/png", "text/plain"} and "onclick" not in out.data["text/html"]
     assert out.metadata == {"image/png": {"width": 3}}
+
+
+def test_the_course_own_text_is_left_as_written():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("<div style='color: red'>Read this first</div>")]
+    assert sanitise_notebook(nb, frozenset({"<div style='color: red'>Read this first</div>"})).cells == 0
+    assert sanitise_notebook(nb).cells == 1 and "shown as text" in nb.cells[0].source
