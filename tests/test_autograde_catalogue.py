@@ -215,17 +215,25 @@ def test_feedback_pages_run_no_code_from_the_submission(tiny):
     assert "&lt;script&gt;document.title" in page
 
 
-def test_the_formgrader_reads_the_sanitised_notebook(tiny):
-    """The formgrader renders ``autograded/<student>/<id>/`` with nbconvert: that copy holds no active HTML."""
+def formgrade_page(path) -> str:
+    """The page nbgrader's formgrader shows for an autograded notebook (its exporter, template and resources)."""
     from nbconvert import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
 
-    path = tiny["root"] / "autograded" / "html_injection" / "ag_tiny" / "ag_tiny.ipynb"
-    page, _ = HTMLExporter(template_name="classic").from_filename(str(path))
-    blank, _ = HTMLExporter(template_name="classic").from_filename(
-        str(tiny["root"] / "autograded" / "blank" / "ag_tiny" / "ag_tiny.ipynb"))
-    found = active_content(page)
-    assert not found.found, found.found
-    assert set(found.scripts) <= set(active_content(blank).scripts)
+    resources = {"assignment_id": "ag_tiny", "notebook_id": "ag_tiny", "submission_id": "s", "index": 0, "total": 1,
+                 "base_url": "/", "student": "s", "last_name": "L", "first_name": "F", "notebook_path": "/s"}
+    exporter = HTMLExporter(template_name="formgrade", extra_template_basedirs=[handlers.template_path])
+    return exporter.from_filename(str(path), resources=resources)[0]
+
+
+def test_the_formgrader_reads_the_sanitised_notebook(tiny):
+    """The formgrader renders the installed ``autograded/<student>/<id>/`` copy: it holds no active HTML."""
+    root = tiny["root"]
+    path = root / "autograded" / "html_injection" / "ag_tiny" / "ag_tiny.ipynb"
+    page = active_content(formgrade_page(path))
+    template = active_content(formgrade_page(root / "autograded" / "blank" / "ag_tiny" / "ag_tiny.ipynb"))
+    assert sorted(page.found) == sorted(template.found), "active content not from the formgrader's template"
+    assert set(page.scripts) <= set(template.scripts)
     outputs = [o for c in json.loads(path.read_text())["cells"] for o in c.get("outputs", [])]
     mimes = {m for o in outputs for m in o.get("data", {})}
     assert mimes <= {"text/plain", "text/html", "image/png"}, mimes
