@@ -102,6 +102,15 @@ def test_a_file_that_needs_too_much_memory_to_parse_is_a_reason(tmp_path, monkey
     assert parsed is None and why == "notebook too large to read: parsing it needs more than 160 MiB"
 
 
+def test_a_lone_surrogate_is_a_reason_but_a_pair_is_text(tmp_path):
+    path = tmp_path / "hw.ipynb"
+    path.write_text('{"cells": [{"cell_type": "markdown", "metadata": {}, "source": "a\\ud800b"}]}')
+    assert read.read_json(path, "hw.ipynb") == (None, "corrupted notebook: invalid Unicode (a lone surrogate "
+                                                      "escape such as \\ud800)")
+    path.write_text('{"cells": [{"cell_type": "markdown", "metadata": {}, "source": "\\ud83d\\ude00"}]}')
+    assert read.read_json(path, "hw.ipynb")[0]["cells"][0]["source"] == "\U0001f600"
+
+
 def test_an_ordinary_notebook_still_parses_once_checked(tmp_path):
     path = tmp_path / "hw.ipynb"
     nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "x"}], "metadata": {}, "nbformat": 4,

@@ -64,7 +64,12 @@ def parse_json(path: Path, text: str) -> tuple[object | None, str]:
     if reason:
         return None, reason
     try:
-        return json.loads(text), ""
+        parsed = json.loads(text)
+        if re.search(r"\\u[dD][89a-fA-F]", text):  # surrogate escapes: a lone one cannot be written back
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        return parsed, ""
+    except UnicodeEncodeError:
+        return None, "corrupted notebook: invalid Unicode (a lone surrogate escape such as \\ud800)"
     except json.JSONDecodeError as exc:
         return None, f"corrupted notebook: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
     except RecursionError:
