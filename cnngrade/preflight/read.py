@@ -13,6 +13,9 @@ from cnncourse.cells import cell_source
 MAX_NOTEBOOK_BYTES = 50 * 2**20
 PARSE_MEMORY_BYTES = 768 * 2**20  # address space of the interpreter that test-parses a submission
 PARSE_SECONDS = 60
+# Parsed JSON takes at most about 40 times its text (e.g. "[[]]," is five bytes and two lists): a file up
+# to this size (at most ~160 MiB parsed) is parsed directly, a larger one in the child first.
+TRIAL_PARSE_BYTES = 4 * 2**20
 # Test-parse in a fresh interpreter with a memory limit: a file that needs more memory, nests too deeply or
 # holds a number Python refuses to convert fails there, and the worker only parses what parsed there.
 _PARSE_CHILD = """
@@ -59,8 +62,8 @@ def read_json(path: Path | None, expected: str) -> tuple[object | None, str]:
 
 
 def parse_json(path: Path, text: str) -> tuple[object | None, str]:
-    """Parse the text of ``path``: only after it parsed in a memory-limited child, and never raising."""
-    reason = trial_parse(path)
+    """Parse the text of ``path`` (a large file only after it parsed in a memory-limited child); never raises."""
+    reason = trial_parse(path) if len(text) > TRIAL_PARSE_BYTES else ""
     if reason:
         return None, reason
     try:
