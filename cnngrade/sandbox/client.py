@@ -305,9 +305,11 @@ class SandboxKernel:
             now = time.monotonic()
             if now > deadline:
                 res.status = "timeout"
+                _note_truncation(res, collect.cell)
                 return res
             if not self.alive():
                 res.status = "dead"
+                _note_truncation(res, collect.cell)
                 return res
             if collect.reply is not None and now - collect.reply_at > 5:
                 res.lost = True
@@ -382,6 +384,11 @@ def _finish(res: ExecResult, content: dict, cell: CellOutputs) -> None:
             ok = value.get("status") == "ok"
             text = str((value.get("data") or {}).get("text/plain", ""))[:4000] if ok else str(value.get("evalue", ""))[:400]
             res.expressions[key] = (value.get("status"), text)
+    _note_truncation(res, cell)
+
+
+def _note_truncation(res: ExecResult, cell: CellOutputs) -> None:
+    """A cell whose outputs were cut ends with a line that says so."""
     note = cell.note()
     if note:
         res.truncated = True
