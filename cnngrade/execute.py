@@ -24,6 +24,7 @@ from cnncourse.cells import is_test_cell, nbg
 from cnngrade.files import copy_regular_files
 from cnngrade.inkernel.guard import MODULE_NAME as GUARD_MODULE
 from cnngrade.sandbox import GiB, KernelStartError, SandboxKernel, SandboxSettings
+from cnngrade.sandbox.outputs import OutputBudget, short_error
 
 
 def wrap_test(source: str, nonce: str) -> str:
@@ -74,7 +75,7 @@ def literal_text(text: str) -> str:
 
 
 def error_output(ename: str, evalue: str) -> dict:
-    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
+    return short_error(ename, evalue)
 
 
 def cell_label(cell, index: int) -> str:
@@ -94,12 +95,14 @@ class CellRunner:
         self.restarts = 0
         self.gave_up = ""
         self.kernel: SandboxKernel | None = None
+        self.budget = OutputBudget()  # the notebook's outputs, whichever kernel produced them
 
     def event(self, kind: str, text: str) -> None:
         self.events.append({"kind": kind, "text": text})
 
     def start(self) -> None:
         self.kernel = SandboxKernel(self.settings, self.workdir / f"kernel{self.restarts}", self.files)
+        self.kernel.budget = self.budget
         self.kernel.start()
 
     def stop(self) -> None:

@@ -22,6 +22,7 @@ from cnngrade.files import copy_regular_files
 from cnngrade.gradebook import open_gradebook, read_notebook_result, zero_notebooks
 from cnngrade.preflight import preflight
 from cnngrade.records import Job, NotebookResult, Result
+from cnngrade.sanitize import sanitise_folder
 
 
 @dataclass
@@ -194,6 +195,29 @@ def write_feedback(api, job: Job, course: Path, reasons: list[str], nbgrader_err
     return feedback_dir
 
 
+def course_texts(job: Job) -> frozenset[str]:
+    """The markdown and raw cells of the assignment's own notebooks (release and source): trusted text."""
+    texts = set()
+    for folder in ("release", "source"):
+        for nbname in job.notebooks:
+            nb = json.loads((Path(job.template) / folder / job.assignment / f"{nbname}.ipynb").read_text())
+            texts.update("".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+                         for c in nb["cells"] if c["cell_type"] in ("markdown", "raw"))
+    return frozenset(texts)
+
+
+def sanitise_autograded(job: Job, autograded: Path) -> list[str]:
+    """Untrusted HTML out of the autograded notebooks, before the feedback and the formgrader read them."""
+    if not autograded.is_dir():
+        return []
+    try:
+        return sanitise_folder(autograded, course_texts(job))
+    except Exception as exc:  # noqa: BLE001 - never leave an unsanitised notebook behind
+        for path in autograded.glob("*.ipynb"):
+            path.unlink()
+        return [f"the autograded notebook could not be sanitised ({type(exc).__name__}): removed"]
+
+
 def run_job(job: Job) -> Result:
     """Grade one student's submission in a private course."""
     t0 = time.time()
@@ -210,6 +234,7 @@ def run_job(job: Job) -> Result:
         reasons.append(f"nbgrader could not grade it: {nbgrader_error}")
     notebooks = collect_grades(course, job, sub, nbgrader_error)
     autograded = course / "autograded" / job.student / job.assignment
+    reasons += sanitise_autograded(job, autograded)
     feedback = write_feedback(api, job, course, reasons, nbgrader_error) if job.feedback else None
     autograded.mkdir(parents=True, exist_ok=True)
     phases["feedback"] = round(time.time() - t0 - sum(phases.values()), 2)

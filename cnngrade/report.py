@@ -1,4 +1,10 @@
-"""The run's report: one line per student on the terminal and in ``autograded/autograde-<id>.txt``."""
+"""The run's report: one line per student on the terminal and in ``autograded/autograde-<id>.txt``.
+
+Student names and reasons carry text from submissions (a grade id, a file name, an error
+message): every such string is shown through :func:`visible`, which turns control
+characters, newlines, ANSI escapes and invisible format characters into visible escapes
+and bounds the length, so no submission can start a new line or forge another student's.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,16 @@ import time
 from pathlib import Path
 
 from cnngrade.records import Outcome
+
+STUDENT_CHARS = 64
+REASON_CHARS = 400
+
+
+def visible(text: object, limit: int = REASON_CHARS) -> str:
+    """``text`` on one line of printable characters (others as ``\\n``, ``\\x1b``, ``\\u202e``), at most ``limit``."""
+    raw = str(text)[: limit + 1]
+    out = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in raw)
+    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 def fmt(x: float | None) -> str:
@@ -15,15 +31,13 @@ def fmt(x: float | None) -> str:
 def row(o: Outcome, width: int = 0) -> str:
     """``student  score / max  reason`` with the reasons cut to one terminal line."""
     score = f"{fmt(o.score)} / {fmt(o.max_score)}"
-    reason = "; ".join(o.reasons)
-    if len(reason) > 140:
-        reason = reason[:137] + "..."
-    return f"{o.student:<{width}}  {score:>9}  {reason}".rstrip()
+    reason = visible("; ".join(visible(r) for r in o.reasons), 140)
+    return f"{visible(o.student, STUDENT_CHARS):<{width}}  {score:>9}  {reason}".rstrip()
 
 
 def table(outcomes: dict[str, Outcome]) -> str:
     rows = sorted(outcomes.values(), key=lambda o: o.student)
-    width = max([len(o.student) for o in rows] + [7])
+    width = max([len(visible(o.student, STUDENT_CHARS)) for o in rows] + [7])
     lines = [f"{'student':<{width}}  {'score':>9}  reason", f"{'-' * width}  {'-' * 9}  {'-' * 6}"]
     lines += [row(o, width) for o in rows]
     return "\n".join(lines)
@@ -47,6 +61,6 @@ def write_report(path: Path, aid: str, outcomes: dict[str, Outcome]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"autograde {aid} at {time.strftime('%Y-%m-%d %H:%M:%S')}", ""]
     for o in sorted(outcomes.values(), key=lambda o: o.student):
-        lines.append(f"{o.student}\t{fmt(o.score)} / {fmt(o.max_score)}\t{o.status}")
-        lines += [f"\t- {r}" for r in o.reasons]
+        lines.append(f"{visible(o.student, STUDENT_CHARS)}\t{fmt(o.score)} / {fmt(o.max_score)}\t{o.status}")
+        lines += [f"\t- {visible(r)}" for r in o.reasons]
     path.write_text("\n".join(lines) + "\n")

@@ -9,6 +9,7 @@ untouched. The torch catalogue (patched comparisons and check helpers) runs sepa
 
 from __future__ import annotations
 
+import html.parser
 import http.server
 import json
 import re
@@ -136,6 +137,107 @@ def test_rerun_skips_graded_and_regrades_changed(tiny):
     after = gradebook_scores(root, "ag_tiny")
     assert {k: v for k, v in after.items() if k != "partial"} == {k: v for k, v in before.items() if k != "partial"}
     assert sum(after["partial"].values()) == 5
+
+
+def test_outputs_of_every_kind_count_against_the_caps(tiny):
+    root = tiny["root"]
+    autograded = root / "autograded" / "output_flood" / "ag_tiny" / "ag_tiny.ipynb"
+    feedback = root / "feedback" / "output_flood" / "ag_tiny" / "ag_tiny.html"
+    assert autograded.stat().st_size < 3 * 2**20, f"autograded notebook of {autograded.stat().st_size} bytes"
+    assert feedback.stat().st_size < 3 * 2**20, f"feedback page of {feedback.stat().st_size} bytes"
+    text = autograded.read_text()
+    assert text.count("[output truncated by the grader: ") == 3, "each flooded cell must say it was truncated"
+    assert "output messages in this cell" in text
+
+
+def test_no_submission_can_forge_a_line_of_the_table_or_the_report(tiny):
+    report = (tiny["root"] / "autograded" / "autograde-ag_tiny.txt").read_text()
+    for text, pattern in ((tiny["output"], r"^honest\s"), (report, r"^honest\t")):
+        assert "\x1b" not in text and "\r" not in text, "a control character reached the terminal or the report"
+        assert len(re.findall(pattern, text, re.M)) == 1, "a submission forged the line of student 'honest'"
+    forged = [line for line in tiny["output"].splitlines() if line.startswith("forged_line ")]
+    assert len(forged) == 1 and "bonus\\nhonest" in forged[0] and "\\x1b[2K" in forged[0], forged
+
+
+class _ActiveContent(html.parser.HTMLParser):
+    """What in a page could run code or navigate away: scripts, event handlers, frames, script URLs."""
+
+    FRAMES = {"iframe", "frame", "frameset", "object", "embed", "applet", "base"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[str] = []
+        self.found: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "script":
+            self._in_script = True
+            self.scripts.append(dict(attrs).get("src") or "")
+        if tag in self.FRAMES:
+            self.found.append(f"<{tag}>")
+        for name, value in attrs:
+            value = re.sub(r"[\x00-\x20]", "", value or "").lower()
+            if name.startswith("on"):
+                self.found.append(f"<{tag} {name}>")
+            if name in ("href", "src", "action", "formaction", "data") and value.startswith(("javascript:", "vbscript:",
+                                                                                              "data:text")):
+                self.found.append(f"<{tag} {name}={value[:30]}>")
+        if tag == "meta" and "refresh" in (dict(attrs).get("http-equiv") or "").lower():
+            self.found.append("<meta http-equiv=refresh>")
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+
+def active_content(page: str) -> _ActiveContent:
+    parser = _ActiveContent()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def test_feedback_pages_run_no_code_from_the_submission(tiny):
+    root = tiny["root"]
+    template = active_content((root / "feedback" / "blank" / "ag_tiny" / "ag_tiny.html").read_text())
+    assert template.scripts and not template.found, "the template itself changed: adapt this test"
+    for case in catalogue.TINY:
+        page = active_content((root / "feedback" / case.student / "ag_tiny" / "ag_tiny.html").read_text())
+        assert not page.found, f"{case.student}: {page.found}"
+        assert set(page.scripts) <= set(template.scripts), f"{case.student}: a script not from the template"
+    page = (root / "feedback" / "html_injection" / "ag_tiny" / "ag_tiny.html").read_text()
+    assert "Here is my answer." in page and "shown as text by the grader" in page, "the student's text is shown"
+    assert "&lt;script&gt;document.title" in page
+
+
+def formgrade_page(path) -> str:
+    """The page nbgrader's formgrader shows for an autograded notebook (its exporter, template and resources)."""
+    from nbconvert import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+
+    resources = {"assignment_id": "ag_tiny", "notebook_id": "ag_tiny", "submission_id": "s", "index": 0, "total": 1,
+                 "base_url": "/", "student": "s", "last_name": "L", "first_name": "F", "notebook_path": "/s"}
+    exporter = HTMLExporter(template_name="formgrade", extra_template_basedirs=[handlers.template_path])
+    return exporter.from_filename(str(path), resources=resources)[0]
+
+
+def test_the_formgrader_reads_the_sanitised_notebook(tiny):
+    """The formgrader renders the installed ``autograded/<student>/<id>/`` copy: it holds no active HTML."""
+    root = tiny["root"]
+    path = root / "autograded" / "html_injection" / "ag_tiny" / "ag_tiny.ipynb"
+    page = active_content(formgrade_page(path))
+    template = active_content(formgrade_page(root / "autograded" / "blank" / "ag_tiny" / "ag_tiny.ipynb"))
+    assert sorted(page.found) == sorted(template.found), "active content not from the formgrader's template"
+    assert set(page.scripts) <= set(template.scripts)
+    outputs = [o for c in json.loads(path.read_text())["cells"] for o in c.get("outputs", [])]
+    mimes = {m for o in outputs for m in o.get("data", {})}
+    assert mimes <= {"text/plain", "text/html", "image/png"}, mimes
+    assert all(set(o.get("metadata", {})) <= {"image/png"} for o in outputs)
 
 
 # ------------------------------------------------------------------------------ torch

@@ -35,6 +35,7 @@ from pathlib import Path
 from cnngrade.sandbox import bwrap
 from cnngrade.sandbox.cgroups import CGroup
 from cnngrade.sandbox.limits import GiB, SandboxSettings
+from cnngrade.sandbox.outputs import CellOutputs, OutputBudget, short_error
 
 SUBMISSION_MOUNT = "/run/submission"
 IPC_MOUNT = "/run/kernel"
@@ -76,7 +77,7 @@ class SandboxKernel:
         self._ipc: str | None = None
         self._log = bytearray()
         self._log_thread: threading.Thread | None = None
-        self.output_bytes_total = 0
+        self.budget = OutputBudget()  # the notebook's output budget (shared across restarts by the runner)
         # one uid per live worker process, machine-wide: RLIMIT_NPROC counts per uid, so two sandboxes
         # (of this run or of another run on the same machine) never share a process budget
         self.uid = UID_BASE + os.getpid() if os.geteuid() == 0 else os.getuid()
@@ -300,68 +301,36 @@ class SandboxKernel:
         msg_id = kc.execute(code, silent=silent, store_history=not silent, allow_stdin=False, stop_on_error=False,
                             user_expressions=user_expressions or {})
         res = ExecResult("ok")
-        collect = _Collector(self, res, msg_id, keep)
+        collect = _Collector(self, res, msg_id, CellOutputs(self.limits, self.budget, keep))
         deadline = time.monotonic() + timeout
         while not (collect.reply is not None and collect.idle):
             now = time.monotonic()
             if now > deadline:
                 res.status = "timeout"
+                _note_truncation(res, collect.cell)
                 return res
             if not self.alive():
                 res.status = "dead"
+                _note_truncation(res, collect.cell)
                 return res
             if collect.reply is not None and now - collect.reply_at > 5:
                 res.lost = True
                 self._reconnect_iopub()
                 break
             collect.poll()
-        _finish(res, collect.reply["content"] if collect.reply is not None else {}, self.limits.cell_output_bytes)
+        _finish(res, collect.reply["content"] if collect.reply is not None else {}, collect.cell)
         return res
-
-    def add_output(self, res: ExecResult, mtype: str, content: dict, cell_bytes: int, keep: str = "") -> int:
-        """Append one output message within the per-cell and per-notebook budgets; the bytes now used."""
-        if mtype == "error":
-            tb = [str(line)[:10000] for line in (content.get("traceback") or [])[:100]]
-            res.outputs.append({"output_type": "error", "ename": str(content.get("ename", ""))[:1000],
-                                "evalue": str(content.get("evalue", ""))[:10000], "traceback": tb})
-            return cell_bytes
-        if mtype == "stream":
-            text = str(content.get("text", ""))
-            size = len(text)
-        else:
-            data = content.get("data") or {}
-            size = sum(len(str(v)) for v in data.values())
-        budget = min(self.limits.cell_output_bytes - cell_bytes,
-                     self.limits.total_output_bytes - self.output_bytes_total)
-        if size > budget:
-            res.truncated = True
-            if mtype != "stream":
-                return cell_bytes
-            kept = f"{keep}\n" if keep and keep in text[max(budget, 0):] else ""
-            text = text[:max(budget, 0)] + kept
-            size = len(text)
-            if not text:
-                return cell_bytes
-        self.output_bytes_total += size
-        if mtype == "stream":
-            _append_stream(res.outputs, content.get("name", "stdout"), text)
-        else:
-            out = {"output_type": mtype, "data": content.get("data") or {}, "metadata": content.get("metadata") or {}}
-            if mtype == "execute_result":
-                out["execution_count"] = content.get("execution_count")
-            res.outputs.append(out)
-        return cell_bytes + size
 
 
 class _Collector:
     """The messages of one execute request: iopub outputs and the shell reply."""
 
-    def __init__(self, kernel: SandboxKernel, res: ExecResult, msg_id: str, keep: str) -> None:
-        self.kernel, self.res, self.msg_id, self.keep = kernel, res, msg_id, keep
+    def __init__(self, kernel: SandboxKernel, res: ExecResult, msg_id: str, cell: CellOutputs) -> None:
+        self.kernel, self.res, self.msg_id, self.cell = kernel, res, msg_id, cell
+        res.outputs = cell.outputs  # one list: clear_output empties what the budget fills
         self.reply: dict | None = None
         self.reply_at = 0.0
         self.idle = False
-        self.cell_bytes = 0
         self.clear_pending = False
 
     def poll(self) -> None:
@@ -398,18 +367,18 @@ class _Collector:
             if self.clear_pending:
                 res.outputs.clear()
                 self.clear_pending = False
-            self.cell_bytes = self.kernel.add_output(res, mtype, content, self.cell_bytes, self.keep)
+            self.cell.add(mtype, content if isinstance(content, dict) else {})
+            res.truncated = bool(self.cell.cut)
 
 
-def _finish(res: ExecResult, content: dict, cell_output_bytes: int) -> None:
-    """Status, error, execution count and user expressions from the shell reply."""
+def _finish(res: ExecResult, content: dict, cell: CellOutputs) -> None:
+    """Status, error, execution count and user expressions from the shell reply; the truncation note."""
     if content.get("status") == "error":
         res.status = "error"
-        res.ename = content.get("ename", "")
-        res.evalue = content.get("evalue", "")
+        res.ename = str(content.get("ename", ""))[:200]
+        res.evalue = str(content.get("evalue", ""))[:1000]
         if not any(o.get("output_type") == "error" for o in res.outputs):
-            res.outputs.append({"output_type": "error", "ename": res.ename, "evalue": res.evalue,
-                                "traceback": list(content.get("traceback") or [])[:100]})
+            res.outputs.append(short_error(res.ename, res.evalue))
     if content.get("execution_count") is not None:
         res.execution_count = content["execution_count"]
     for key, value in (content.get("user_expressions") or {}).items():
@@ -417,18 +386,15 @@ def _finish(res: ExecResult, content: dict, cell_output_bytes: int) -> None:
             ok = value.get("status") == "ok"
             text = str((value.get("data") or {}).get("text/plain", ""))[:4000] if ok else str(value.get("evalue", ""))[:400]
             res.expressions[key] = (value.get("status"), text)
-    if res.truncated:
-        res.outputs.append({"output_type": "stream", "name": "stdout",
-                            "text": f"\n[grader: output truncated: more than {cell_output_bytes} "
-                                    "bytes in this cell or the notebook]\n"})
+    _note_truncation(res, cell)
 
 
-def _append_stream(outputs: list, name: str, text: str) -> None:
-    last = outputs[-1] if outputs else None
-    if last is not None and last.get("output_type") == "stream" and last.get("name") == name:
-        last["text"] += text
-    else:
-        outputs.append({"output_type": "stream", "name": name, "text": text})
+def _note_truncation(res: ExecResult, cell: CellOutputs) -> None:
+    """A cell whose outputs were cut ends with a line that says so."""
+    note = cell.note()
+    if note:
+        res.truncated = True
+        res.outputs.append({"output_type": "stream", "name": "stdout", "text": f"\n{note}\n"})
 
 
 def kill_group(pid: int) -> None:

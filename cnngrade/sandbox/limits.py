@@ -18,8 +18,10 @@ class Limits:
     fsize_bytes: int = 256 * MiB      # RLIMIT_FSIZE: largest file the kernel may write
     nofile: int = 1024                # RLIMIT_NOFILE
     tmpfs_bytes: int = 512 * MiB      # size of each of /tmp, the home and /dev/shm
-    cell_output_bytes: int = 1 * MiB  # outputs kept per cell (errors are always kept)
-    total_output_bytes: int = 8 * MiB  # outputs kept per notebook
+    cell_output_bytes: int = 1 * MiB  # output bytes kept per cell: text, data, metadata, tracebacks
+    total_output_bytes: int = 8 * MiB  # output bytes kept per notebook
+    cell_output_messages: int = 2000  # output messages kept per cell
+    total_output_messages: int = 20000  # output messages kept per notebook
     message_bytes: int = 32 * MiB     # largest single kernel message read (ZMQ_MAXMSGSIZE)
     # --gpu: the NVIDIA devices are visible and RLIMIT_AS is not set (CUDA reserves far more
     # address space than it uses); the cgroup still caps the memory where cgroups are available.
