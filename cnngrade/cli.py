@@ -1,9 +1,9 @@
 """Command line of the grading service.
 
-    python -m cnngrade 01_convolution [--jobs N] [--root DIR] [--timeout S] [--cell-timeout S]
+    python -m cnngrade 01_convolution [--jobs N | --scheduler tcp://HOST:8786] [--root DIR] [--timeout S] [--cell-timeout S]
                        [--memory GiB] [--force] [--student ID] [--no-feedback]
     python -m cnngrade --bench [ID] [--students N]       # throughput, and plain nbgrader side by side
-    make autograde ASSIGNMENT=01_convolution [JOBS=n]
+    make autograde ASSIGNMENT=01_convolution [JOBS=n | SCHEDULER=tcp://HOST:8786]
 
 Grades every ``submitted/<student>/<id>/`` of the course (``--root``, else the course
 found from the working directory or ``CNN_COURSE_ROOT``) and ends with a table:
@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", type=float, default=6, help="memory limit of a kernel, GiB (default 6)")
     p.add_argument("--force", action="store_true", help="regrade students already graded for the same files")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                   help="grade on this Dask cluster instead of local workers (--jobs is then ignored)")
     p.add_argument("--no-feedback", action="store_true", help="skip the feedback HTML")
     p.add_argument("--bench", action="store_true",
                    help="print grading throughput for JOBS=1 and JOBS=2, and plain nbgrader's time")
@@ -63,7 +65,8 @@ def _grade(args: argparse.Namespace) -> int:
         raise InstructorError("--jobs, --timeout, --cell-timeout and --memory must be positive")
     limits = Limits(memory_bytes=int(args.memory * GiB), cpu_seconds=int(max(args.timeout, args.cell_timeout)))
     run = Run(args.assignment, _root(args), args.jobs, args.timeout, args.cell_timeout, limits,
-              force=args.force, students=args.student, feedback=not args.no_feedback)
+              force=args.force, students=args.student, feedback=not args.no_feedback,
+              scheduler=args.scheduler)
     return run.execute()
 
 

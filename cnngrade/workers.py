@@ -19,10 +19,11 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
-from cnngrade.records import Job, Result
+from cnngrade.records import Job, RecordError, Result
 from cnngrade.sandbox.client import kill_group
 
 PRELOAD = ["cnngrade.job", "cnngrade.execute", "nbconvert.exporters", "nbconvert.preprocessors",
@@ -121,3 +122,22 @@ class Workers:
         self.stopping = True
         for pid in list(self.running):
             kill_group(pid)
+
+
+def grade_in_worker(workers: Workers, job: Job, timeout: float) -> Result:
+    """Run one job in a worker process under ``job.work`` (created here); its result, or why there is none."""
+    work = Path(job.work)
+    work.mkdir(parents=True)
+    job.deadline = time.time() + timeout
+    (work / "job.json").write_text(job.to_json())
+    returncode = workers.run(work / "job.json", timeout + GRACE_SECONDS)
+    if returncode is None:
+        return Result(job.student, "killed", hash=job.hash, source_hash=job.source_hash,
+                      error=f"grading took longer than {timeout:g} s and was stopped")
+    try:
+        return Result.from_json((work / "result.json").read_text())
+    except (OSError, ValueError, RecordError, TypeError):
+        log = work / "worker.log"
+        tail = (log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []) or ["no output"]
+        return Result(job.student, "internal",
+                      error=f"the grading worker exited with code {returncode}: {tail[0][:160]}")
