@@ -153,11 +153,16 @@ def echo_remote(remote: RemoteJob, template: Tree, template_key: str) -> RemoteR
 
 
 def worker_problem(required: list[str]) -> str:
-    """Empty when this worker can grade (bubblewrap works, the sandbox imports ``required``); else why not."""
+    """Empty when this worker can grade (bubblewrap works, the sandbox imports ``required``); else why not.
+
+    The worker's fork server starts first, so its imports overlap with the checks instead
+    of delaying the worker's first student.
+    """
     from cnngrade.sandbox import bwrap_path, import_check, smoke_test
 
     if not bwrap_path():
         return "bubblewrap (bwrap) is not installed (apt-get install bubblewrap)"
+    _workers()
     return smoke_test() or import_check(required)
 
 

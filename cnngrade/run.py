@@ -204,8 +204,12 @@ class Run:
     def _prepare_cluster(self, run_dir: Path) -> tuple[Template, dict]:
         """Connected to the scheduler, every worker checked, the template built here."""
         self.cluster.connect()
-        self.cluster.check_workers(source_imports(self.root, self.aid))
-        template = build_template(self.root, self.aid, run_dir, self.db)
+        try:
+            self.cluster.check_workers(source_imports(self.root, self.aid))
+            template = build_template(self.root, self.aid, run_dir, self.db)
+        except BaseException:
+            self.cluster.close()
+            raise
         return template, SandboxSettings(limits=self.limits, preload=template.preload).to_dict()
 
     def _grade(self, todo: list[tuple[str, Path, str]], run_dir: Path, source_hash: str) -> None:
