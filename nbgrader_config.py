@@ -36,3 +36,12 @@ c.SandboxExecute.cell_timeout = 900
 # the course (`make lab` creates it), so the Assignment List and Course List work on a laptop;
 # a multi-user JupyterHub sets NBGRADER_EXCHANGE_ROOT (for example /srv/nbgrader/exchange).
 c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE_ROOT", os.path.join(c.CourseDirectory.root, ".exchange"))
+
+# Feedback pages (every path that writes them: `nbgrader generate_feedback`, the formgrader,
+# `make autograde`): math typeset offline by an inlined MathJax 3, and the hidden tests'
+# source and tracebacks left out (nbgrader issue #917). To show the hidden tests in
+# feedback, set this to False. The grader's private marker file never reaches feedback/.
+c.HideHiddenTests.enabled = True
+from cnncourse.feedback import configure as _configure_feedback  # noqa: E402
+
+_configure_feedback(c)

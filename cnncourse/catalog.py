@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnncourse.colab import CELL_ID as COLAB_CELL_ID
 from cnncourse.interviews import lecture_title, markdown_cells
 from cnncourse.paths import lectures
 
@@ -58,7 +59,7 @@ def reading_minutes(path: Path) -> int:
     """Time to work through a lecture: its prose at a study pace plus running and reading each code cell."""
     cells = json.loads(Path(path).read_text())["cells"]
     words = sum(len("".join(c["source"]).split()) for c in cells if c["cell_type"] == "markdown")
-    code = sum(1 for c in cells if c["cell_type"] == "code")
+    code = sum(1 for c in cells if c["cell_type"] == "code" and c.get("id") != COLAB_CELL_ID)
     return max(5, 5 * round((words / WORDS_PER_MINUTE + code * MINUTES_PER_CODE_CELL) / 5))
 
 

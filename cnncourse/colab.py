@@ -13,7 +13,10 @@ imports it at start) or by the ``COLAB_RELEASE_TAG`` environment variable Colab 
 Insert or update the cell in notebooks (idempotent; the cell goes right before the first
 code cell, so the title stays on top)::
 
-    python -m cnncourse.colab --repository https://github.com/ORG/REPO notebooks/*.ipynb source/*/*.ipynb
+    python -m cnncourse.colab [--repository https://github.com/ORG/REPO] notebooks/*.ipynb source/*/*.ipynb
+
+then ``make release``. Without ``--repository`` the form field starts empty and a learner on
+Colab pastes the address they opened the notebook from (the cell says so in one line).
 """
 
 from __future__ import annotations
@@ -28,21 +31,27 @@ from pathlib import Path
 CELL_ID = "colab-setup"
 MARKER = "# Google Colab only: install the course package"
 CAPTUM = "captum==0.9.0"
+# Colab shows the cell as a form; the book leaves it out (it installs nothing worth reading).
+METADATA = {"cellView": "form", "tags": ["remove-cell"]}
 
 TEMPLATE = '''{marker} (keeps Colab's torch); does nothing elsewhere.
 import os
 import sys
 
-if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
-    import subprocess
+COURSE_REPOSITORY = "{repository}"  # @param {{type:"string"}}
 
+if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
     import torch
     import torchvision
+    from IPython import get_ipython
 
+    if not COURSE_REPOSITORY.startswith("https://") or any(c in COURSE_REPOSITORY for c in " \\"'@"):
+        raise ValueError("Colab set-up: paste the course repository's https:// URL into COURSE_REPOSITORY "
+                         "above (the address you opened this notebook from), then run this cell again")
     with open("/tmp/colab-keep-torch.txt", "w") as keep:
         keep.write(f"torch=={{torch.__version__}}\\ntorchvision=={{torchvision.__version__}}\\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-c", "/tmp/colab-keep-torch.txt",
-                    "{captum}", "cnnlab @ git+{repository}@{ref}"], check=True)'''
+    get_ipython().run_line_magic("pip", f"install --quiet -c /tmp/colab-keep-torch.txt {captum} "
+                                        f"'cnnlab @ git+{{COURSE_REPOSITORY.rstrip('/')}}@{ref}'")'''
 
 
 def on_colab(modules: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None) -> bool:
@@ -52,9 +61,13 @@ def on_colab(modules: Mapping[str, object] | None = None, environ: Mapping[str, 
     return "google.colab" in modules or "COLAB_RELEASE_TAG" in environ
 
 
-def setup_source(repository: str, ref: str = "main") -> str:
-    """The source of the set-up cell for the course repository ``repository`` at ``ref``."""
-    if not repository.startswith("https://") or any(c in repository + ref for c in " \"'@\n"):
+def setup_source(repository: str = "", ref: str = "main") -> str:
+    """The source of the set-up cell for the course repository ``repository`` at ``ref``.
+
+    ``repository`` is the form field's default; empty until the course has a public home,
+    in which case a Colab learner pastes the address they opened the notebook from.
+    """
+    if (repository and not repository.startswith("https://")) or any(c in repository + ref for c in " \"'@\n"):
         raise ValueError(f"repository must be an https:// URL and ref a plain name, got {repository!r}, {ref!r}")
     return TEMPLATE.format(marker=MARKER, captum=CAPTUM, repository=repository.rstrip("/"), ref=ref)
 
@@ -77,14 +90,14 @@ def ensure_setup_cell(nb: dict, source: str) -> bool:
     cells = nb["cells"]
     for cell in cells:
         if cell.get("id") == CELL_ID or _source(cell).startswith(MARKER):
-            if _source(cell) == source and cell.get("id") == CELL_ID:
+            if _source(cell) == source and cell.get("id") == CELL_ID and cell.get("metadata") == METADATA:
                 return False
             cell.update(cell_type="code", id=CELL_ID, source=_lines(source))
-            cell.setdefault("metadata", {})
+            cell["metadata"] = dict(METADATA)
             cell.setdefault("outputs", [])
             cell.setdefault("execution_count", None)
             return True
-    new = {"cell_type": "code", "execution_count": None, "id": CELL_ID, "metadata": {},
+    new = {"cell_type": "code", "execution_count": None, "id": CELL_ID, "metadata": dict(METADATA),
            "outputs": [], "source": _lines(source)}
     first_code = next((i for i, c in enumerate(cells) if c["cell_type"] == "code"), len(cells))
     cells.insert(first_code, new)
@@ -102,7 +115,8 @@ def update_notebook(path: Path, source: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Insert or update the Google Colab set-up cell.")
-    parser.add_argument("--repository", required=True, help="https URL of the course repository")
+    parser.add_argument("--repository", default="",
+                        help="https URL of the course repository (the form field's default; empty: learners paste it)")
     parser.add_argument("--ref", default="main", help="branch or tag to install from (default: main)")
     parser.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args(argv)

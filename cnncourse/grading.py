@@ -137,6 +137,10 @@ def course_config(root: Path, db_path: Path, timeout: int = 900, base=None):
     c.Execute.timeout = timeout
     if "code_stub" not in c.ClearSolutions:
         c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+    # self-grading shows a learner their own hidden tests; the course config hides them from a class
+    from cnncourse.feedback import configure as configure_feedback
+
+    configure_feedback(c, hide_hidden_tests=base is not None)
     return c
 
 

@@ -1,7 +1,7 @@
 """Command line of the grading service.
 
-    python -m cnngrade 01_convolution [--jobs N | --scheduler tcp://HOST:8786] [--root DIR] [--timeout S] [--cell-timeout S]
-                       [--memory GiB] [--force] [--student ID] [--no-feedback]
+    python -m cnngrade 01_convolution [--jobs N | --scheduler tcp://HOST:8786] [--root DIR] [--timeout S]
+                       [--cell-timeout S] [--memory GiB] [--gpu] [--force] [--student ID] [--no-feedback]
     python -m cnngrade --bench [ID] [--students N]       # throughput, and plain nbgrader side by side
     make autograde ASSIGNMENT=01_convolution [JOBS=n | SCHEDULER=tcp://HOST:8786]
 
@@ -23,7 +23,10 @@ from pathlib import Path
 from cnncourse.grading import ensure_env_on_path
 from cnncourse.paths import CourseNotFound, course_root
 from cnngrade.errors import InstructorError
-from cnngrade.sandbox import GiB, Limits
+from cnngrade.sandbox import GiB, Limits, bwrap
+
+LINUX_ONLY = ("the sandboxed grader needs Linux (bubblewrap, namespaces, cgroups); on this system use "
+              "`make grade` to self-grade a notebook, or grade the class on a Linux machine")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,6 +39,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=900, help="wall-clock limit per student, seconds (default 900)")
     p.add_argument("--cell-timeout", type=float, default=120, help="limit per cell, seconds (default 120)")
     p.add_argument("--memory", type=float, default=6, help="memory limit of a kernel, GiB (default 6)")
+    p.add_argument("--gpu", action="store_true",
+                   help="let kernels use this machine's NVIDIA GPUs (no address-space limit; memory capped by cgroup)")
     p.add_argument("--force", action="store_true", help="regrade students already graded for the same files")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
@@ -63,7 +68,10 @@ def _grade(args: argparse.Namespace) -> int:
         raise InstructorError("name the assignment: python -m cnngrade <id> [--jobs N]")
     if args.jobs < 1 or args.timeout <= 0 or args.cell_timeout <= 0 or args.memory <= 0:
         raise InstructorError("--jobs, --timeout, --cell-timeout and --memory must be positive")
-    limits = Limits(memory_bytes=int(args.memory * GiB), cpu_seconds=int(max(args.timeout, args.cell_timeout)))
+    if args.gpu and not args.scheduler and not bwrap.gpu_args():  # on a cluster, the workers have the GPUs
+        raise InstructorError("--gpu: this machine has no NVIDIA device (/dev/nvidia*); grade without --gpu")
+    limits = Limits(memory_bytes=int(args.memory * GiB), cpu_seconds=int(max(args.timeout, args.cell_timeout)),
+                    gpu=args.gpu)
     run = Run(args.assignment, _root(args), args.jobs, args.timeout, args.cell_timeout, limits,
               force=args.force, students=args.student, feedback=not args.no_feedback,
               scheduler=args.scheduler)
@@ -74,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     ensure_env_on_path()
     try:
+        if not sys.platform.startswith("linux"):
+            raise InstructorError(LINUX_ONLY)
         if args.bench:
             from cnngrade.bench import bench
 

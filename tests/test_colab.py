@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,12 +32,25 @@ def test_on_colab_detection():
     assert not on_colab({"google": object()}, {"COLAB": "1"})
 
 
-def _run_cell(monkeypatch, capsys) -> list[list[str]]:
-    calls: list[list[str]] = []
-    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd))
-    exec(compile(setup_source(URL), "<colab-setup>", "exec"), {})
+class _Shell:
+    """Stands in for Colab's IPython: records the %pip lines the cell runs."""
+
+    def __init__(self) -> None:
+        self.magics: list[tuple[str, str]] = []
+
+    def run_line_magic(self, name: str, line: str) -> None:
+        self.magics.append((name, line))
+
+
+def _run_cell(monkeypatch, capsys, repository: str = URL) -> list[list[str]]:
+    import IPython
+
+    shell = _Shell()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    exec(compile(setup_source(repository), "<colab-setup>", "exec"), {})
     assert capsys.readouterr().out == ""
-    return calls
+    assert all(name == "pip" for name, _ in shell.magics)
+    return [[sys.executable, "-m", "pip", *shlex.split(line)] for _, line in shell.magics]
 
 
 def test_the_cell_does_nothing_off_colab(monkeypatch, capsys):
@@ -60,6 +74,29 @@ def test_on_colab_the_cell_installs_the_course_and_pins_colabs_torch(monkeypatch
     assert any(line.startswith("torchvision==") for line in constraint)
     assert f"cnnlab @ git+{URL}@main" in cmd and "captum==0.9.0" in cmd
     assert not any(arg.startswith(("torch", "--upgrade", "-U", "--force")) for arg in cmd[4:])
+
+
+def test_on_colab_without_a_repository_the_cell_asks_for_it(monkeypatch, capsys):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20260101")
+    with pytest.raises(ValueError, match="paste the course repository's https:// URL into COURSE_REPOSITORY"):
+        _run_cell(monkeypatch, capsys, repository="")
+
+
+def test_every_notebook_with_code_carries_the_same_cell_first():
+    expected = None
+    paths = sorted([*REPO.glob("notebooks/*.ipynb"), *REPO.glob("source/*/*.ipynb"), *REPO.glob("release/*/*.ipynb")])
+    assert len(paths) >= 3 * 13
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        if not code:
+            continue
+        first = code[0]
+        assert first.get("id") == CELL_ID, f"{path.relative_to(REPO)}: the first code cell is not the Colab set-up cell"
+        assert sum(c.get("id") == CELL_ID for c in code) == 1, f"{path.relative_to(REPO)}: more than one set-up cell"
+        expected = expected or first.source
+        assert first.source == expected, f"{path.relative_to(REPO)}: a different set-up cell (run python -m cnncourse.colab)"
+        assert "remove-cell" in first.metadata.get("tags", []), "the book leaves the set-up cell out"
 
 
 def test_the_cell_is_lint_clean(tmp_path):

@@ -21,13 +21,12 @@ MUTANTS = [
     # make_anchors
     Mutant("make_anchors", "centres on the cell corner (no + 0.5)", old=" + 0.5) * stride", new=") * stride", visible=True),
     Mutant("make_anchors", "ratio taken as height / width", old="widths = (s * r.sqrt())", new="widths = (s / r.sqrt())", visible=True),
-    Mutant("make_anchors", "ratio outer, size inner", old="""    s, r = torch.meshgrid(torch.as_tensor(sizes, dtype=torch.float32),
-                          torch.as_tensor(aspect_ratios, dtype=torch.float32), indexing="ij")
-    widths = (s * r.sqrt()).reshape(-1)
-    heights = (s / r.sqrt()).reshape(-1)""", new="""    s, r = torch.meshgrid(torch.as_tensor(sizes, dtype=torch.float32),
-                          torch.as_tensor(aspect_ratios, dtype=torch.float32), indexing="ij")
-    widths = (s * r.sqrt()).t().reshape(-1)
+    Mutant("make_anchors", "ratio outer, size inner", old="""    widths = (s * r.sqrt()).reshape(-1)
+    heights = (s / r.sqrt()).reshape(-1)""", new="""    widths = (s * r.sqrt()).t().reshape(-1)
     heights = (s / r.sqrt()).t().reshape(-1)"""),
+    Mutant("make_anchors", "ignores the device (anchors stay on the CPU)", old=", device=device)", new=")", visible=True),
+    Mutant("make_anchors", "cell centres on the CPU, sizes on the device",
+           old="torch.arange(H, dtype=torch.float32, device=device)", new="torch.arange(H, dtype=torch.float32)", visible=True),
     Mutant("make_anchors", "meshgrid in xy order (columns vary slowest)", old="* stride, indexing=\"ij\")",
            new="* stride, indexing=\"xy\")", visible=True),
     # encode_boxes

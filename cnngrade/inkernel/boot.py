@@ -30,13 +30,14 @@ def set_limits(limits: dict) -> None:
     import resource
 
     pairs = {
-        resource.RLIMIT_AS: limits["memory_bytes"],
         resource.RLIMIT_CPU: limits["cpu_seconds"],
         resource.RLIMIT_FSIZE: limits["fsize_bytes"],
         resource.RLIMIT_NOFILE: limits["nofile"],
         resource.RLIMIT_CORE: 0,
         resource.RLIMIT_NPROC: limits["nproc"],
     }
+    if not limits.get("gpu"):  # CUDA cannot start under an address-space limit
+        pairs[resource.RLIMIT_AS] = limits["memory_bytes"]
     for which, value in pairs.items():
         soft, hard = resource.getrlimit(which)
         value = int(value)

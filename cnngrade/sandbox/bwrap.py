@@ -127,6 +127,20 @@ def system_args(tmpfs_bytes: int) -> list[str]:
                    "--perms", "0755", "--dir", "/run"]
 
 
+def gpu_args(dev: Path = Path("/dev")) -> list[str]:
+    """Device binds for ``--gpu``: the NVIDIA device nodes, and /sys read-only for the driver.
+
+    The driver's libraries live under /usr, which every sandbox sees; the CUDA runtime comes
+    with torch's wheels inside the environment, which is bound as well.
+    """
+    nodes = sorted(p for p in dev.glob("nvidia*") if not p.is_dir())
+    nodes += sorted(dev.glob("nvidia-caps/*"))
+    args: list[str] = []
+    for node in nodes:
+        args += ["--dev-bind", str(node), str(node)]
+    return args + ["--ro-bind-try", "/sys", "/sys"] if nodes else []
+
+
 def bind_args(binds: list[Bind]) -> list[str]:
     """Read-only binds, after the private /tmp and home (a venv under /tmp stays visible)."""
     made = {"/tmp", "/dev", "/dev/shm", "/home", SANDBOX_HOME, "/run", "/proc", "/etc"}

@@ -95,6 +95,8 @@ class SandboxKernel:
         if self.files is not None:
             args += ["--ro-bind", str(self.files), SUBMISSION_MOUNT]
         args += bwrap.env_args(bwrap.kernel_env())
+        if self.limits.gpu:
+            args += bwrap.gpu_args()
         args += ["--chdir", "/", "--remount-ro", "/"]
         return args + [bwrap.interpreter(), str(bwrap.INKERNEL_DIR / "boot.py"), f"{IPC_MOUNT}/config.json"]
 

@@ -21,6 +21,9 @@ class Limits:
     cell_output_bytes: int = 1 * MiB  # outputs kept per cell (errors are always kept)
     total_output_bytes: int = 8 * MiB  # outputs kept per notebook
     message_bytes: int = 32 * MiB     # largest single kernel message read (ZMQ_MAXMSGSIZE)
+    # --gpu: the NVIDIA devices are visible and RLIMIT_AS is not set (CUDA reserves far more
+    # address space than it uses); the cgroup still caps the memory where cgroups are available.
+    gpu: bool = False
 
 
 @dataclass
