@@ -36,7 +36,7 @@ from pathlib import Path
 from cnngrade import report
 from cnngrade.errors import InstructorError
 from cnngrade.files import hash_dir
-from cnngrade.pack import Tree, pack_tree, unpack_tree
+from cnngrade.pack import Budget, Tree, pack_tree, unpack_tree
 from cnngrade.records import Job, Outcome, Result
 from cnngrade.workers import Workers, grade_in_worker, worker_env
 
@@ -127,8 +127,8 @@ def grade_remote(remote: RemoteJob, template: Tree, template_key: str) -> Remote
         job.submission = str(unpack_tree(remote.submission, base / "submission"))
         job.work = str(base / "work")
         result = grade_in_worker(_workers(), job, remote.timeout)
-        autograded = pack_tree(Path(result.autograded)) if result.autograded else None
-        feedback = pack_tree(Path(result.feedback)) if result.feedback else None
+        autograded = pack_tree(Path(result.autograded), Budget.unlimited()) if result.autograded else None
+        feedback = pack_tree(Path(result.feedback), Budget.unlimited()) if result.feedback else None
         return RemoteResult(result.to_json(), autograded, feedback, _worker_name())
     except Exception as exc:  # noqa: BLE001 - reported for this student, never retried by Dask
         first = str(exc).splitlines()[0][:200] if str(exc) else ""
@@ -260,7 +260,7 @@ class ClusterPool:
         from distributed import as_completed
 
         key = hash_dir(template)
-        shipped = self.client.scatter(pack_tree(template), broadcast=True, hash=False)
+        shipped = self.client.scatter(pack_tree(template, Budget.unlimited()), broadcast=True, hash=False)
         todo, live, failed = deque(jobs), {}, 0
         stream = as_completed(loop=self.client.loop)
 

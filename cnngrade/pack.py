@@ -4,9 +4,11 @@ A :class:`Tree` is a list of entries read without following any link: regular fi
 with their bytes, symbolic links with their target, anything else (a fifo, a device)
 as "other". Unpacked on a worker, it rebuilds the folder as the job would have seen it
 on the instructor's machine (a link stays a link, so preflight reports it the same
-way), but never writes outside the destination. Past a byte budget a file keeps its
-size but not its contents (a sparse file): the job only copies the first 100 MiB of a
-submission's extra files anyway, and reports the rest as skipped.
+way), but never writes outside the destination. The bytes shipped are those the job
+reads: the notebooks at the top (up to preflight's size limit each, 200 MiB together) and
+the other files the job would copy (100 MiB, taken greedily in the same order as
+:func:`~cnngrade.files.copy_regular_files`); any other file keeps its size but not its
+contents (a sparse file), so the job reports it exactly as it would locally.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-PACK_BYTES = 400 * 2**20   # file contents shipped per folder; the rest travels as sizes only
-MAX_ENTRIES = 20_000       # entries past this are dropped (the job copies at most 200 extra files)
+from cnngrade.files import MAX_EXTRA_BYTES
+from cnngrade.preflight.read import MAX_NOTEBOOK_BYTES
+
+NOTEBOOK_BYTES = 200 * 2**20   # top-level notebooks' contents shipped per folder
+MAX_ENTRIES = 20_000           # entries past this are dropped (the job copies at most 200 extra files)
 
 
 class PackError(ValueError):
@@ -43,26 +48,51 @@ class Tree:
         return sum(len(e.data) for e in self.entries)
 
 
-def _entry(path: Path, rel: str, budget: list[int]) -> Entry:
+@dataclass
+class Budget:
+    """Bytes of contents still to ship: top-level notebooks, and every other file."""
+
+    notebooks: int = NOTEBOOK_BYTES
+    others: int = MAX_EXTRA_BYTES
+    notebook_limit: int = MAX_NOTEBOOK_BYTES
+
+    @classmethod
+    def unlimited(cls) -> Budget:
+        """For the grader's own output (already size-limited by the job): everything is shipped."""
+        return cls(2**62, 2**62, 2**62)
+
+    def take(self, rel: str, size: int) -> bool:
+        """Ship this file's contents? (and count them)."""
+        if "/" not in rel and rel.endswith(".ipynb"):
+            if size > min(self.notebooks, self.notebook_limit):
+                return False
+            self.notebooks -= size
+        else:
+            if size > self.others:
+                return False
+            self.others -= size
+        return True
+
+
+def _entry(path: Path, rel: str, budget: Budget) -> Entry:
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         return Entry(rel, "link", target=os.readlink(path))
     if not stat.S_ISREG(st.st_mode):
         return Entry(rel, "other")
     data = b""
-    if st.st_size <= budget[0]:
+    if budget.take(rel, st.st_size):
         with open(path, "rb") as fh:
-            data = fh.read(budget[0])
-        budget[0] -= len(data)
+            data = fh.read(st.st_size)
     return Entry(rel, "file", data, st.st_size)
 
 
-def pack_tree(folder: Path, budget: int = PACK_BYTES, max_entries: int = MAX_ENTRIES) -> Tree:
+def pack_tree(folder: Path, budget: Budget | None = None, max_entries: int = MAX_ENTRIES) -> Tree:
     """The folder's entries, sorted as ``os.walk`` visits them; links (to folders too) are not followed."""
     folder = Path(folder)
     if folder.is_symlink():
         return Tree(link=True)
-    tree, left = Tree(), [budget]
+    tree, left = Tree(), budget or Budget()
     if not folder.is_dir():
         return tree
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):

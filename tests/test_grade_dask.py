@@ -19,7 +19,7 @@ from autograde_course import (
 from fixtures.autograde import catalogue
 
 from cnngrade.cluster import LocalCluster, RemoteJob, grade_remote
-from cnngrade.pack import Entry, PackError, Tree, pack_tree, unpack_tree
+from cnngrade.pack import Budget, Entry, PackError, Tree, pack_tree, unpack_tree
 from cnngrade.records import Job, Result
 from cnngrade.run import Run
 
@@ -63,10 +63,12 @@ def test_pack_round_trip_keeps_links_and_sizes_and_stays_inside(tmp_path):
     (src / "link.ipynb").symlink_to("/etc/passwd")
     (src / "dirlink").symlink_to(src / "sub")
     os.mkfifo(src / "pipe")
-    tree = pack_tree(src, budget=2100)
+    tree = pack_tree(src, Budget(others=2100))
     kinds = {e.path: e.kind for e in tree.entries}
     assert kinds == {"a.ipynb": "file", "sub/data.bin": "file", "link.ipynb": "link", "dirlink": "link",
                      "pipe": "other"}
+    too_big = {e.path: e for e in pack_tree(src, Budget(notebook_limit=1)).entries}["a.ipynb"]
+    assert (too_big.data, too_big.size) == (b"", 2)  # over preflight's limit: only the size travels
     out = unpack_tree(tree, tmp_path / "out")
     assert (out / "a.ipynb").read_text() == "{}"
     assert os.readlink(out / "link.ipynb") == "/etc/passwd" and (out / "dirlink").is_symlink()
