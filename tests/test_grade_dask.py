@@ -198,3 +198,23 @@ def test_a_killed_worker_loses_nobody_and_records_nobody_twice(cluster, tmp_path
     assert run.cluster.worker_of[student] != victim_addr, (student, run.cluster.worker_of)
     scores = gradebook_scores(root, "ag_tiny")
     assert {s: sum(v.values()) for s, v in scores.items()} == {c.student: 8 for c in cases}
+
+
+def test_an_unreachable_scheduler_is_one_instructor_error_line(tmp_path, capsys, monkeypatch):
+    """No cluster at the address: exit 2 with one line, nobody graded, the gradebook untouched."""
+    import socket
+
+    from cnngrade import cluster as cluster_module
+    from cnngrade.cli import main
+
+    monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT", 2)
+    root = build_course(tmp_path, "ag_tiny", _honest(1))
+    before = (root / "gradebook.db").read_bytes()
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert main(["ag_tiny", "--root", str(root), "--scheduler", f"tcp://127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"no Dask cluster with a worker at tcp://127.0.0.1:{port}" in err[0], err
+    assert (root / "gradebook.db").read_bytes() == before
+    assert not (root / "autograded" / "s0").exists()
