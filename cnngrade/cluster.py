@@ -19,6 +19,7 @@ in memory, and workers that join later get work at once.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -38,6 +39,7 @@ from cnngrade.errors import InstructorError
 from cnngrade.files import hash_dir
 from cnngrade.pack import Budget, Tree, pack_tree, unpack_tree
 from cnngrade.records import Job, Outcome, Result
+from cnngrade.sandbox.client import kill_group
 from cnngrade.workers import Workers, grade_in_worker, worker_env
 
 CONNECT_TIMEOUT = 60  # seconds to reach the scheduler and see a first worker
@@ -118,6 +120,45 @@ def template_on_worker(template: Tree, key: str) -> Path:
     return folder
 
 
+class CancelWatch:
+    """Stops a job's grading process once the client has cancelled its task (an interrupted run),
+    instead of letting it occupy the worker until the student's time limit."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.stop = threading.Event()
+        try:
+            from distributed import get_worker
+
+            self.worker = get_worker()
+            self.key = self.worker.get_current_task()
+        except (ImportError, ValueError):
+            self.worker = None
+
+    def started(self, pid: int) -> None:
+        self.pid = pid
+
+    def cancelled(self) -> bool:
+        task = self.worker.state.tasks.get(self.key)
+        return task is None or task.state == "cancelled"
+
+    def __enter__(self) -> CancelWatch:
+        if self.worker is not None:
+            threading.Thread(target=self._watch, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.5):
+            if self.pid is not None and self.cancelled():
+                kill_group(self.pid)  # the job's session: its kernels too
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)  # in case it had no session of its own yet
+                return
+
+
 def grade_remote(remote: RemoteJob, template: Tree, template_key: str) -> RemoteResult:
     """The Dask task: unpack, grade in a sandboxed worker process as a local run does, pack the outcome."""
     job = Job.from_json(remote.job)
@@ -126,7 +167,8 @@ def grade_remote(remote: RemoteJob, template: Tree, template_key: str) -> Remote
         job.template = str(template_on_worker(template, template_key))
         job.submission = str(unpack_tree(remote.submission, base / "submission"))
         job.work = str(base / "work")
-        result = grade_in_worker(_workers(), job, remote.timeout)
+        with CancelWatch() as watch:
+            result = grade_in_worker(_workers(), job, remote.timeout, watch.started)
         autograded = pack_tree(Path(result.autograded), Budget.unlimited()) if result.autograded else None
         feedback = pack_tree(Path(result.feedback), Budget.unlimited()) if result.feedback else None
         return RemoteResult(result.to_json(), autograded, feedback, _worker_name())

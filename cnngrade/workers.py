@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from cnngrade.records import Job, RecordError, Result
@@ -100,13 +101,15 @@ class Workers:
 
         forkserver.ensure_running()
 
-    def run(self, job_path: Path, limit: float) -> int | None:
-        """Run the job's worker; its exit code, or None if it overran ``limit`` seconds and was killed."""
+    def run(self, job_path: Path, limit: float, on_start: Callable[[int], None] | None = None) -> int | None:
+        """Run the job's worker (``on_start`` gets its pid); its exit code, or None if it overran ``limit`` s."""
         if self.stopping:
             return None
         proc = self.ctx.Process(target=worker_entry, args=(str(job_path),), daemon=False)
         proc.start()
         self.running[proc.pid] = proc
+        if on_start is not None:
+            on_start(proc.pid)
         try:
             proc.join(limit)
             return proc.exitcode
@@ -124,13 +127,14 @@ class Workers:
             kill_group(pid)
 
 
-def grade_in_worker(workers: Workers, job: Job, timeout: float) -> Result:
+def grade_in_worker(workers: Workers, job: Job, timeout: float,
+                    on_start: Callable[[int], None] | None = None) -> Result:
     """Run one job in a worker process under ``job.work`` (created here); its result, or why there is none."""
     work = Path(job.work)
     work.mkdir(parents=True)
     job.deadline = time.time() + timeout
     (work / "job.json").write_text(job.to_json())
-    returncode = workers.run(work / "job.json", timeout + GRACE_SECONDS)
+    returncode = workers.run(work / "job.json", timeout + GRACE_SECONDS, on_start)
     if returncode is None:
         return Result(job.student, "killed", hash=job.hash, source_hash=job.source_hash,
                       error=f"grading took longer than {timeout:g} s and was stopped")
