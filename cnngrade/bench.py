@@ -5,7 +5,8 @@ graded four ways on the same machine: plain nbgrader (serial, no sandbox, no
 feedback), this grader with JOBS=1 and JOBS=2 without feedback (the same work as
 plain nbgrader, plus the sandbox and the guard), and JOBS=2 with feedback. The table
 prints seconds, students per minute, the speedup of JOBS=2 over JOBS=1, the overhead
-per student over plain nbgrader and the machine's load (other work included).
+per student over plain nbgrader and the machine's load (other work included). Then
+:mod:`cnngrade.bench_dask` grades the class on a 2-worker Dask cluster on this machine.
 """
 
 from __future__ import annotations
