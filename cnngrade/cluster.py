@@ -270,7 +270,10 @@ class ClusterPool:
 
     def progress(self, live: dict, done: int, failed: int, waiting: int) -> Progress:
         keys = {f.key for f in live}
-        running = sum(1 for tasks in self.client.processing().values() for k in tasks if k in keys)
+        processing = self.client.processing()  # tasks assigned to a worker, maybe queued behind its thread
+        threads = self.client.nthreads()
+        running = sum(min(threads.get(w, 1), sum(k in keys for k in tasks))
+                      for w, tasks in processing.items())
         return Progress(done, failed, running, waiting + len(live) - running)
 
     def _submit(self, job: Job, template, key: str, timeout: float):
@@ -287,12 +290,15 @@ class ClusterPool:
         except Exception as exc:  # noqa: BLE001 - KilledWorker, a cancelled task, a lost scheduler
             return Result(job.student, "internal", error=_lost(exc))
         t0 = time.perf_counter()
-        result = Result.from_json(remote.result)
+        try:
+            result = Result.from_json(remote.result)
+            folder = into / job.student
+            shutil.rmtree(folder, ignore_errors=True)
+            result.autograded = str(unpack_tree(remote.autograded, folder / "autograded")) if remote.autograded else None
+            result.feedback = str(unpack_tree(remote.feedback, folder / "feedback")) if remote.feedback else None
+        except (OSError, ValueError, TypeError) as exc:  # a record of another version, an unsafe tree
+            return Result(job.student, "internal", error=f"unreadable result from {remote.worker}: {exc}"[:200])
         self.worker_of[job.student] = remote.worker
-        folder = into / job.student
-        shutil.rmtree(folder, ignore_errors=True)
-        result.autograded = str(unpack_tree(remote.autograded, folder / "autograded")) if remote.autograded else None
-        result.feedback = str(unpack_tree(remote.feedback, folder / "feedback")) if remote.feedback else None
         self.layers.unpack += time.perf_counter() - t0
         return result
 
