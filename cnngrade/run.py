@@ -5,7 +5,8 @@
 2. Each student is one self-contained job (:class:`~cnngrade.records.Job` in,
    :class:`~cnngrade.records.Result` out, as JSON) run by a worker process
    (:mod:`cnngrade.workers`) with a wall-clock limit, in a private temporary course.
-3. The parent merges results into ``gradebook.db`` one at a time (:mod:`cnngrade.gradebook`),
+3. The parent merges results into the gradebook (SQLite or PostgreSQL, one transaction per
+   student) one at a time (:mod:`cnngrade.gradebook`),
    after backing it up once per run, and copies ``autograded/<student>/<id>/`` and
    ``feedback/<student>/<id>/`` into the course. A marker with a hash of the submitted
    files (and of the source) lets a re-run skip students already graded for the same
@@ -27,7 +28,16 @@ from cnngrade import report
 from cnngrade.cluster import ClusterPool
 from cnngrade.errors import InstructorError
 from cnngrade.files import hash_dir, install_dir
-from cnngrade.gradebook import backup, merge, open_gradebook, sync_assignment, zero_notebooks
+from cnngrade.gradebook import (
+    BACKENDS,
+    GradebookUrl,
+    backup,
+    merge,
+    open_gradebook,
+    sync_assignment,
+    unreachable,
+    zero_notebooks,
+)
 from cnngrade.records import GRADER_VERSION, Job, Marker, Outcome, Result
 from cnngrade.sandbox import GiB, Limits, SandboxSettings, bwrap_path, import_check, smoke_test
 from cnngrade.template import Template, build_template, imports
@@ -70,13 +80,18 @@ def check_course(root: Path, aid: str, sandbox: bool = True) -> None:
         raise InstructorError(f"the bubblewrap sandbox does not work on this machine: {problem}")
 
 
-def course_gradebook(root: Path, config) -> tuple[Path, str]:
-    """The instructor gradebook's path and course id, as the course's ``nbgrader_config.py`` names them."""
+def course_gradebook(root: Path, config) -> tuple[GradebookUrl, str]:
+    """The instructor gradebook (SQLite or PostgreSQL) and course id, as the course's ``nbgrader_config.py`` names them."""
     url = config.CourseDirectory.db_url if "db_url" in config.CourseDirectory else "sqlite:///gradebook.db"
-    if not url.startswith("sqlite:///"):
-        raise InstructorError(f"only SQLite gradebooks are supported (CourseDirectory.db_url = {url!r})")
-    path = Path(url[len("sqlite:///"):])
-    return (path if path.is_absolute() else root / path), course_id(config)
+    try:
+        db = GradebookUrl.from_config(str(url), root)
+        backend = db.backend
+    except Exception as exc:  # noqa: BLE001 - any malformed URL
+        raise InstructorError(f"CourseDirectory.db_url is not a database URL ({exc})") from None
+    if backend not in BACKENDS:
+        raise InstructorError(f"gradebooks in {backend} are not supported (CourseDirectory.db_url = "
+                              f"{db.shown()!r}); use sqlite:///... or postgresql://...")
+    return db, course_id(config)
 
 
 def read_course_config(root: Path):
@@ -115,19 +130,22 @@ class Run:
         self.backup: Path | None = None
         self.workers = Workers()
         self.cluster = ClusterPool(scheduler, self.say) if scheduler else None  # a Dask scheduler's address
-        self.gradebook, self.course_id = self.root / "gradebook.db", ""
+        self.gradebook, self.course_id = GradebookUrl.sqlite(self.root / "gradebook.db"), ""
         self.setup_seconds = 0.0  # template, import check, fork server: once per run
 
     def say(self, text: str) -> None:
         print(text, file=self.out or sys.stdout, flush=True)
 
     @property
-    def db(self) -> Path:
+    def db(self) -> GradebookUrl:
         return self.gradebook
 
     def check(self) -> list[Path]:
         check_course(self.root, self.aid, sandbox=self.cluster is None)
         self.gradebook, self.course_id = course_gradebook(self.root, read_course_config(self.root))
+        problem = unreachable(self.gradebook)
+        if problem:
+            raise InstructorError(problem)
         return find_submissions(self.root, self.aid, self.only)
 
     # ---- run -------------------------------------------------------------------------
@@ -166,7 +184,7 @@ class Run:
         from nbgrader.api import MissingEntry
 
         todo = []
-        gb = open_gradebook(f"sqlite:///{self.db}", self.course_id) if self.db.exists() and not self.force else None
+        gb = open_gradebook(self.db.url, self.course_id) if self.db.exists() and not self.force else None
         try:
             for path in subs:
                 student = path.parent.name
@@ -216,8 +234,8 @@ class Run:
         t0 = time.time()
         template, sandbox = self._prepare(run_dir)
         self.setup_seconds = time.time() - t0
-        self.backup = backup(self.db)
-        gb = open_gradebook(f"sqlite:///{self.db}", self.course_id)
+        self.backup = backup(self.db, self.root)
+        gb = open_gradebook(self.db.url, self.course_id)
         try:
             with open_gradebook(f"sqlite:///{template.folder / 'gradebook.db'}", self.course_id) as tgb:
                 self.notes += sync_assignment(gb, tgb, self.aid)

@@ -17,7 +17,7 @@ from pathlib import Path
 from cnncourse.cells import cell_source
 from cnncourse.grading import course_id, generate, load_course_config
 from cnngrade.files import copy_regular_files
-from cnngrade.gradebook import copy_duedate, memoize_alembic_version
+from cnngrade.gradebook import GradebookUrl, copy_duedate, memoize_alembic_version
 
 
 @dataclass
@@ -58,7 +58,7 @@ def imports(notebook: dict) -> tuple[list[str], list[str]]:
 COURSE_FILES = ("nbgrader_config.py", "autotests.yml")  # the course's own configuration, honoured
 
 
-def build_template(root: Path, aid: str, run_dir: Path, gradebook: Path | None = None) -> Template:
+def build_template(root: Path, aid: str, run_dir: Path, gradebook: GradebookUrl | Path | None = None) -> Template:
     """Generate the template of ``aid`` under ``run_dir`` from the course at ``root``.
 
     The course's ``nbgrader_config.py`` is honoured, and its ``autotests.yml`` is where
