@@ -361,6 +361,7 @@ class LocalCluster:
     def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
         env = dict(os.environ)
         worker_env(env)
+        env["DASK_TEMPORARY_DIRECTORY"] = str(self.folder)  # scratch space goes away with the folder
         out = open(self.folder / log, "ab")  # noqa: SIM115 - the child keeps it
         try:
             return subprocess.Popen([str(Path(sys.executable).parent / "dask"), *args], stdout=out,
