@@ -14,6 +14,7 @@ TOPIC ?=
 NOTEBOOK ?=
 LAB_ARGS ?=
 AUTOGRADE_ARGS ?=
+SCHEDULER ?=
 
 .PHONY: venv lab test test-gpu lint release index book weights grade bench autograde bench-autograde lock clean help
 
@@ -26,9 +27,9 @@ help:
 	@echo "make index      regenerate the interview index and the topic tables from the notebooks"
 	@echo "make book       build the course as a static, searchable HTML site in _build/book/"
 	@echo "make weights    retrain the course's pretrained backbone (cnnlab/weights/)"
-	@echo "make autograde ASSIGNMENT=01_convolution [JOBS=n] [GPU=1]   grade submitted/*/<id>/"
+	@echo "make autograde ASSIGNMENT=01_convolution [JOBS=n | SCHEDULER=tcp://host:8786] [GPU=1]   grade submitted/*/<id>/"
 	@echo "make bench      time every notebook and print the metrics they reach"
-	@echo "make bench-autograde   grading throughput, JOBS=1 vs JOBS=2, beside plain nbgrader"
+	@echo "make bench-autograde   grading throughput, JOBS=1 vs JOBS=2 vs a 2-worker Dask cluster, beside plain nbgrader"
 	@echo "make lint       ruff over the package, tests and notebooks"
 
 venv: $(VENV)/.installed
@@ -80,11 +81,12 @@ bench: venv
 
 # Instructor grading of submitted/*/$(ASSIGNMENT)/: sandboxed, parallel, fault-isolated.
 autograde: venv
-	@test -n "$(ASSIGNMENT)" || { echo "usage: make autograde ASSIGNMENT=<id> [JOBS=n]"; exit 2; }
-	$(PY) -m cnngrade $(ASSIGNMENT) --jobs $(JOBS) $(if $(GPU),--gpu) $(AUTOGRADE_ARGS)
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make autograde ASSIGNMENT=<id> [JOBS=n | SCHEDULER=tcp://host:8786] [GPU=1]"; exit 2; }
+	$(PY) -m cnngrade $(ASSIGNMENT) --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(GPU),--gpu) $(AUTOGRADE_ARGS)
 
-# Grading throughput (JOBS=1, JOBS=2) and plain `nbgrader autograde` on the same generated class
-# of honest students; default: the no-torch fixture assignment ag_tiny.
+# Grading throughput (JOBS=1, JOBS=2, a 2-worker Dask cluster on 127.0.0.1, the distribution layer
+# per student and a projection to 50 machines) and plain `nbgrader autograde` on the same generated
+# class of honest students; default: the no-torch fixture assignment ag_tiny.
 BENCH_ASSIGNMENT ?= ag_tiny
 BENCH_STUDENTS ?= 8
 bench-autograde: venv

@@ -5,7 +5,8 @@ graded four ways on the same machine: plain nbgrader (serial, no sandbox, no
 feedback), this grader with JOBS=1 and JOBS=2 without feedback (the same work as
 plain nbgrader, plus the sandbox and the guard), and JOBS=2 with feedback. The table
 prints seconds, students per minute, the speedup of JOBS=2 over JOBS=1, the overhead
-per student over plain nbgrader and the machine's load (other work included).
+per student over plain nbgrader and the machine's load (other work included). Then
+:mod:`cnngrade.bench_dask` grades the class on a 2-worker Dask cluster on this machine.
 """
 
 from __future__ import annotations
@@ -87,17 +88,20 @@ def time_plain_nbgrader(course: Path, aid: str, students: int) -> BenchRow:
 
 
 def time_this_grader(course: Path, aid: str, students: int, jobs: int, feedback: bool,
-                     cell_timeout: float) -> BenchRow:
+                     cell_timeout: float, scheduler: str | None = None, layers: list | None = None) -> BenchRow:
+    """One run of this grader (on the Dask cluster at ``scheduler`` if given; its layer timings into ``layers``)."""
     from cnngrade.run import Run
 
     run = Run(aid, course, jobs=jobs, timeout=1800, cell_timeout=cell_timeout, limits=Limits(),
-              feedback=feedback, out=open(os.devnull, "w"))  # noqa: SIM115
+              feedback=feedback, out=open(os.devnull, "w"), scheduler=scheduler)  # noqa: SIM115
     load0 = os.getloadavg()[0]
     t0 = time.time()
     run.execute()
     wall = time.time() - t0
     full = sum(o.score == o.max_score and (o.max_score or 0) > 0 for o in run.outcomes.values())
-    name = "cnngrade" + ("" if feedback else " (no feedback)")
+    name = ("cnngrade on Dask" if scheduler else "cnngrade") + ("" if feedback else " (no feedback)")
+    if scheduler and layers is not None:
+        layers.append(run.cluster.layers)
     return BenchRow(name, jobs, students, wall, full, (load0 + os.getloadavg()[0]) / 2, run.setup_seconds)
 
 
@@ -117,7 +121,7 @@ def format_rows(rows: list[BenchRow]) -> str:
 
 
 def bench(aid: str | None, students: int, root: Path | None, out=sys.stdout, jobs_list=(1, 2),
-          cell_timeout: float = 300) -> list[BenchRow]:
+          cell_timeout: float = 300, dask_workers: int = 2) -> list[BenchRow]:
     """Grade a generated class of honest students every way; print the table."""
     root, aid = _locate(aid, root)
     src = root / "source" / aid
@@ -134,4 +138,8 @@ def bench(aid: str | None, students: int, root: Path | None, out=sys.stdout, job
     print(format_rows(rows), file=out)
     print("(load: the machine's 1-minute load average during the run, other work included; wall time "
           "includes the once-per-run set-up: template, sandbox import check, fork server)", file=out)
+    if dask_workers:
+        from cnngrade.bench_dask import bench_dask
+
+        bench_dask(src, aid, students, rows, dask_workers, cell_timeout, out)
     return rows

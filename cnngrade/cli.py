@@ -1,9 +1,9 @@
 """Command line of the grading service.
 
-    python -m cnngrade 01_convolution [--jobs N] [--root DIR] [--timeout S] [--cell-timeout S]
-                       [--memory GiB] [--gpu] [--force] [--student ID] [--no-feedback]
+    python -m cnngrade 01_convolution [--jobs N | --scheduler tcp://HOST:8786] [--root DIR] [--timeout S]
+                       [--cell-timeout S] [--memory GiB] [--gpu] [--force] [--student ID] [--no-feedback]
     python -m cnngrade --bench [ID] [--students N]       # throughput, and plain nbgrader side by side
-    make autograde ASSIGNMENT=01_convolution [JOBS=n]
+    make autograde ASSIGNMENT=01_convolution [JOBS=n | SCHEDULER=tcp://HOST:8786]
 
 Grades every ``submitted/<student>/<id>/`` of the course (``--root``, else the course
 found from the working directory or ``CNN_COURSE_ROOT``) and ends with a table:
@@ -43,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
                    help="let kernels use this machine's NVIDIA GPUs (no address-space limit; memory capped by cgroup)")
     p.add_argument("--force", action="store_true", help="regrade students already graded for the same files")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                   help="grade on this Dask cluster instead of local workers (--jobs is then ignored)")
     p.add_argument("--no-feedback", action="store_true", help="skip the feedback HTML")
     p.add_argument("--bench", action="store_true",
                    help="print grading throughput for JOBS=1 and JOBS=2, and plain nbgrader's time")
@@ -66,12 +68,13 @@ def _grade(args: argparse.Namespace) -> int:
         raise InstructorError("name the assignment: python -m cnngrade <id> [--jobs N]")
     if args.jobs < 1 or args.timeout <= 0 or args.cell_timeout <= 0 or args.memory <= 0:
         raise InstructorError("--jobs, --timeout, --cell-timeout and --memory must be positive")
-    if args.gpu and not bwrap.gpu_args():
+    if args.gpu and not args.scheduler and not bwrap.gpu_args():  # on a cluster, the workers have the GPUs
         raise InstructorError("--gpu: this machine has no NVIDIA device (/dev/nvidia*); grade without --gpu")
     limits = Limits(memory_bytes=int(args.memory * GiB), cpu_seconds=int(max(args.timeout, args.cell_timeout)),
                     gpu=args.gpu)
     run = Run(args.assignment, _root(args), args.jobs, args.timeout, args.cell_timeout, limits,
-              force=args.force, students=args.student, feedback=not args.no_feedback)
+              force=args.force, students=args.student, feedback=not args.no_feedback,
+              scheduler=args.scheduler)
     return run.execute()
 
 

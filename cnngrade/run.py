@@ -25,6 +25,7 @@ from pathlib import Path
 
 from cnncourse.grading import course_id, load_course_config
 from cnngrade import report
+from cnngrade.cluster import ClusterPool
 from cnngrade.errors import InstructorError
 from cnngrade.files import hash_dir, install_dir
 from cnngrade.gradebook import (
@@ -37,10 +38,10 @@ from cnngrade.gradebook import (
     unreachable,
     zero_notebooks,
 )
-from cnngrade.records import GRADER_VERSION, Job, Marker, Outcome, RecordError, Result
+from cnngrade.records import GRADER_VERSION, Job, Marker, Outcome, Result
 from cnngrade.sandbox import GiB, Limits, SandboxSettings, bwrap_path, import_check, smoke_test
 from cnngrade.template import Template, build_template, imports
-from cnngrade.workers import GRACE_SECONDS, Workers
+from cnngrade.workers import Workers, grade_in_worker
 
 AUTOGRADED_MODE = 0o444  # nbgrader's permissions for autograded files
 
@@ -58,8 +59,8 @@ def find_submissions(root: Path, aid: str, only: list[str] | None) -> list[Path]
     return subs
 
 
-def check_course(root: Path, aid: str) -> None:
-    """The course and the assignment exist, and bubblewrap works here; InstructorError otherwise."""
+def check_course(root: Path, aid: str, sandbox: bool = True) -> None:
+    """The course and the assignment exist, and (``sandbox``) bubblewrap works here; InstructorError otherwise."""
     if not root.is_dir():
         raise InstructorError(f"course root {root} does not exist")
     src = root / "source" / aid
@@ -69,6 +70,8 @@ def check_course(root: Path, aid: str) -> None:
                               + (f" (assignments: {', '.join(known)})" if known else ""))
     if not list(src.glob("*.ipynb")):
         raise InstructorError(f"source/{aid} holds no notebook")
+    if not sandbox:
+        return  # grading on a cluster: the workers are checked instead
     if not bwrap_path():
         raise InstructorError("bubblewrap (bwrap) is not installed; install it with "
                               "`apt-get install bubblewrap` (the sandbox for student code)")
@@ -117,7 +120,7 @@ class Run:
 
     def __init__(self, aid: str, root: Path, jobs: int, timeout: float, cell_timeout: float, limits: Limits,
                  force: bool = False, students: list[str] | None = None, feedback: bool = True,
-                 out=None, workdir: Path | None = None) -> None:
+                 out=None, workdir: Path | None = None, scheduler: str | None = None) -> None:
         self.aid, self.root, self.jobs = aid, Path(root).resolve(), max(1, int(jobs))
         self.timeout, self.cell_timeout, self.limits = float(timeout), float(cell_timeout), limits
         self.force, self.only, self.feedback, self.out = force, students, feedback, out
@@ -126,6 +129,7 @@ class Run:
         self.notes: list[str] = []
         self.backup: Path | None = None
         self.workers = Workers()
+        self.cluster = ClusterPool(scheduler, self.say) if scheduler else None  # a Dask scheduler's address
         self.gradebook, self.course_id = GradebookUrl.sqlite(self.root / "gradebook.db"), ""
         self.setup_seconds = 0.0  # template, import check, fork server: once per run
 
@@ -137,7 +141,7 @@ class Run:
         return self.gradebook
 
     def check(self) -> list[Path]:
-        check_course(self.root, self.aid)
+        check_course(self.root, self.aid, sandbox=self.cluster is None)
         self.gradebook, self.course_id = course_gradebook(self.root, read_course_config(self.root))
         problem = unreachable(self.gradebook)
         if problem:
@@ -155,7 +159,8 @@ class Run:
         run_dir = Path(tempfile.mkdtemp(prefix=f"cnnlab-autograde-{self.aid}-")) if self.workdir is None \
             else Path(self.workdir)
         try:
-            self.say(f"autograde {self.aid}: {len(subs)} submission(s), {self.jobs} worker(s), "
+            where = f"Dask cluster {self.cluster.address}" if self.cluster else f"{self.jobs} worker(s)"
+            self.say(f"autograde {self.aid}: {len(subs)} submission(s), {where}, "
                      f"sandbox: bwrap, memory {self.limits.memory_bytes / GiB:g} GiB, cell timeout "
                      f"{self.cell_timeout:g} s, student timeout {self.timeout:g} s")
             source_hash = hashlib.sha256((hash_dir(self.root / "source" / self.aid) + GRADER_VERSION).encode()
@@ -201,6 +206,8 @@ class Run:
 
     def _prepare(self, run_dir: Path) -> tuple[Template, dict]:
         """The template, built while the fork server imports and the sandbox's import check runs."""
+        if self.cluster:
+            return self._prepare_cluster(run_dir)
         self.workers.start_server()
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as side:
             probe = side.submit(import_check, source_imports(self.root, self.aid))
@@ -211,6 +218,17 @@ class Run:
                                   f"(interpreter {sys.executable}); fix the environment, nobody was graded")
         sandbox = SandboxSettings(limits=self.limits, preload=template.preload)
         return template, sandbox.to_dict()
+
+    def _prepare_cluster(self, run_dir: Path) -> tuple[Template, dict]:
+        """Connected to the scheduler, every worker checked, the template built here."""
+        self.cluster.connect()
+        try:
+            self.cluster.check_workers(source_imports(self.root, self.aid))
+            template = build_template(self.root, self.aid, run_dir, self.db)
+        except BaseException:
+            self.cluster.close()
+            raise
+        return template, SandboxSettings(limits=self.limits, preload=template.preload).to_dict()
 
     def _grade(self, todo: list[tuple[str, Path, str]], run_dir: Path, source_hash: str) -> None:
         t0 = time.time()
@@ -224,9 +242,15 @@ class Run:
             jobs = [Job(student, self.aid, str(path), str(template.folder), str(run_dir / "jobs" / f"{n:05d}"),
                         template.notebooks, sandbox, digest, source_hash, self.cell_timeout, self.timeout,
                         self.feedback) for n, (student, path, digest) in enumerate(todo)]
-            self._pool(jobs, gb)
+            if self.cluster:
+                self.cluster.grade(jobs, template.folder, self.timeout, run_dir / "results",
+                                   lambda result: self._accept(gb, result), self.outcomes)
+            else:
+                self._pool(jobs, gb)
         finally:
             self.workers.kill_all()
+            if self.cluster:
+                self.cluster.close()
             gb.close()
 
     def _pool(self, jobs: list[Job], gb) -> None:
@@ -252,21 +276,7 @@ class Run:
 
     def _run_worker(self, job: Job) -> Result:
         """One job in a worker process; its result (or why there is none)."""
-        work = Path(job.work)
-        work.mkdir(parents=True)
-        job.deadline = time.time() + self.timeout
-        (work / "job.json").write_text(job.to_json())
-        returncode = self.workers.run(work / "job.json", self.timeout + GRACE_SECONDS)
-        if returncode is None:
-            return Result(job.student, "killed", hash=job.hash, source_hash=job.source_hash,
-                          error=f"grading took longer than {self.timeout:g} s and was stopped")
-        try:
-            return Result.from_json((work / "result.json").read_text())
-        except (OSError, ValueError, RecordError, TypeError):
-            log = work / "worker.log"
-            tail = (log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []) or ["no output"]
-            return Result(job.student, "internal",
-                          error=f"the grading worker exited with code {returncode}: {tail[0][:160]}")
+        return grade_in_worker(self.workers, job, self.timeout)
 
     # ---- merge -----------------------------------------------------------------------
     def _merge_with_retries(self, gb, result: Result) -> str:

@@ -19,10 +19,12 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
-from cnngrade.records import Job, Result
+from cnngrade.records import Job, RecordError, Result
 from cnngrade.sandbox.client import kill_group
 
 PRELOAD = ["cnngrade.job", "cnngrade.execute", "nbconvert.exporters", "nbconvert.preprocessors",
@@ -99,13 +101,15 @@ class Workers:
 
         forkserver.ensure_running()
 
-    def run(self, job_path: Path, limit: float) -> int | None:
-        """Run the job's worker; its exit code, or None if it overran ``limit`` seconds and was killed."""
+    def run(self, job_path: Path, limit: float, on_start: Callable[[int], None] | None = None) -> int | None:
+        """Run the job's worker (``on_start`` gets its pid); its exit code, or None if it overran ``limit`` s."""
         if self.stopping:
             return None
         proc = self.ctx.Process(target=worker_entry, args=(str(job_path),), daemon=False)
         proc.start()
         self.running[proc.pid] = proc
+        if on_start is not None:
+            on_start(proc.pid)
         try:
             proc.join(limit)
             return proc.exitcode
@@ -121,3 +125,23 @@ class Workers:
         self.stopping = True
         for pid in list(self.running):
             kill_group(pid)
+
+
+def grade_in_worker(workers: Workers, job: Job, timeout: float,
+                    on_start: Callable[[int], None] | None = None) -> Result:
+    """Run one job in a worker process under ``job.work`` (created here); its result, or why there is none."""
+    work = Path(job.work)
+    work.mkdir(parents=True)
+    job.deadline = time.time() + timeout
+    (work / "job.json").write_text(job.to_json())
+    returncode = workers.run(work / "job.json", timeout + GRACE_SECONDS, on_start)
+    if returncode is None:
+        return Result(job.student, "killed", hash=job.hash, source_hash=job.source_hash,
+                      error=f"grading took longer than {timeout:g} s and was stopped")
+    try:
+        return Result.from_json((work / "result.json").read_text())
+    except (OSError, ValueError, RecordError, TypeError):
+        log = work / "worker.log"
+        tail = (log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []) or ["no output"]
+        return Result(job.student, "internal",
+                      error=f"the grading worker exited with code {returncode}: {tail[0][:160]}")
