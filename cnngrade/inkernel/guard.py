@@ -672,7 +672,7 @@ def arm(guard: Guard, module) -> None:
         self_check()
         restored, tamper = guard.begin()
         state.update(nonce=payload, in_test=False, exec=0, finished=0, codes={}, names={},
-                     tamper=_list(state["sticky"]) + tamper)
+                     tamper=_list(_dict.fromkeys(_list(state["sticky"]) + tamper)))
         status = "tamper" if state["tamper"] else "restored" if restored else "ok"
         return reply("begin", payload, status, "; ".join(state["tamper"]) if state["tamper"] else restored)
 
@@ -710,6 +710,7 @@ def arm(guard: Guard, module) -> None:
         if names:
             problems.append("the graded code rebound names the test uses: " + ", ".join(names[:5]))
         state["names"] = {}
+        problems = _list(_dict.fromkeys(problems))
         if problems:
             state["tamper"] = problems
             shown = "; ".join(problems[:5])
@@ -734,6 +735,7 @@ def arm(guard: Guard, module) -> None:
             problems.append("the verdict was asked for another test")
         elif state["exec"] != 1:
             problems.append(f"the test cell's code ran {state['exec']} times")
+        problems = _list(_dict.fromkeys(problems))
         guard.end(drop_new=True)
         status = "tamper" if problems else "finished" if state["finished"] == 1 else "unfinished"
         state.update(nonce="", names={}, codes={}, tamper=[])
@@ -751,6 +753,12 @@ def arm(guard: Guard, module) -> None:
                 frame = frame.f_back
             if frame is not None and _id(frame.f_code) not in state["codes"]:
                 state["tamper"].append("the graded code read the call stack (through a library)")
+
+    def tracer_set(event: str, args: tuple) -> None:
+        if args and args[0] is None:
+            return
+        if untrusted(_getframe(3).f_code):
+            state["tamper"].append(f"the graded code installed a trace or profile function ({event})")
 
     def guarded_write(args: tuple) -> None:
         if args and _id(args[0]) in own_functions:
@@ -794,6 +802,8 @@ def arm(guard: Guard, module) -> None:
         elif state["in_test"] and (event in ("sys._getframe", "sys._current_frames", "sys._getframemodulename")
                                    or (event == "object.__getattr__" and args[1] in FRAME_ATTRS)):
             frame_read(event, args)
+        elif state["in_test"] and event in ("sys.settrace", "sys.setprofile"):
+            tracer_set(event, args)
         elif event == "sys.addaudithook":
             guard.events.append("an audit hook was added")
         return None
