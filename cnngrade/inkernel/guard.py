@@ -636,7 +636,9 @@ def arm(guard: Guard, module) -> None:
                 else:
                     type_delattr(cls, k)
         if changed:
-            state["sticky"].append("the grader's guard was modified (" + ", ".join(sorted(changed)[:3]) + ")")
+            note = "the grader's guard was modified (" + ", ".join(sorted(changed)[:3]) + ")"
+            state["sticky"].append(note)
+            state["tamper"].append(note)
 
     def untrusted(code) -> bool:
         filename = code.co_filename
@@ -700,6 +702,7 @@ def arm(guard: Guard, module) -> None:
     def on_finish(payload: str) -> None:
         if not state["in_test"] or payload != state["nonce"]:
             return
+        self_check()
         caller = _getframe(3)
         if _id(caller.f_code) not in state["codes"]:
             state["tamper"].append("the end of the test was reached from outside the test cell")
