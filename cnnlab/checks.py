@@ -18,6 +18,7 @@ through this module.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import os
 import textwrap
@@ -271,6 +272,21 @@ FORBIDDEN_GROUPS: dict[str, frozenset[str]] = {
 _GATE_KEYS = ("CPU", "CUDA", "CompositeExplicitAutograd", "CompositeImplicitAutograd")
 
 
+@functools.cache
+def _gate_targets(name: str) -> tuple[tuple[str, str], ...]:
+    """(overload name for ``Library.impl``, dispatch key) for every kernel the ATen operator ``name`` has."""
+    packet = getattr(torch.ops.aten, name, None)
+    if packet is None:
+        return ()
+    targets = []
+    for overload in packet.overloads():
+        qualified = name if overload == "default" else f"{name}.{overload}"
+        for key in _GATE_KEYS:
+            if torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{qualified}", key):
+                targets.append((qualified, key))
+    return tuple(targets)
+
+
 class _ForbidMode(TorchDispatchMode):
     """The rule as a dispatch mode (the readable error) and, under it, a gate in PyTorch's dispatcher.
 
@@ -328,14 +344,14 @@ class _ForbidMode(TorchDispatchMode):
             warnings.simplefilter("ignore")  # "overriding a previously registered kernel": that is the point
             gate = torch.library.Library("aten", "IMPL")
             for name in sorted(self.banned):
-                for key in _GATE_KEYS:
+                refuse = self._gate_kernel(name)
+                for qualified, key in _gate_targets(name):
                     try:
-                        gate.impl(name, self._gate_kernel(name), key)
+                        gate.impl(qualified, refuse, key)
                     except RuntimeError as exc:
-                        if "already" in str(exc) and "registered" in str(exc):
-                            taken.append(f"aten.{name} ({key})")
-                    except (ValueError, AttributeError):
-                        pass  # no such operator in this build
+                        if "already" not in str(exc):
+                            raise
+                        taken.append(f"aten.{qualified} ({key})")
         self._gate = gate
         if taken:
             self._close_gate()
