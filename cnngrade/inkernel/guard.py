@@ -599,8 +599,16 @@ def arm(guard: Guard, module) -> None:
             own_functions.add(_id(func))
     type_setattr, type_delattr = type.__setattr__, type.__delattr__
     missing = _MISSING
-    state = {"key": None, "pads": None, "nonce": "", "busy": False, "in_test": False, "exec": 0, "finished": 0,
-             "codes": {}, "names": {}, "tamper": [], "sticky": []}
+    state = {"key": None, "pads": None, "nonce": "", "busy": False, "own": False, "in_test": False, "exec": 0,
+             "finished": 0, "codes": {}, "names": {}, "tamper": [], "sticky": []}
+
+    def caller():
+        """The frame that raised the audit event (called by the handlers ``dispatch`` calls)."""
+        state["own"] = True
+        try:
+            return _getframe(4)
+        finally:
+            state["own"] = False
 
     def mac(text: str) -> str:
         inner, outer = state["pads"]
@@ -703,8 +711,8 @@ def arm(guard: Guard, module) -> None:
         if not state["in_test"] or payload != state["nonce"]:
             return
         self_check()
-        caller = _getframe(3)
-        if _id(caller.f_code) not in state["codes"]:
+        caller_frame = caller()
+        if _id(caller_frame.f_code) not in state["codes"]:
             state["tamper"].append("the end of the test was reached from outside the test cell")
             return
         state["finished"] += 1
@@ -721,7 +729,7 @@ def arm(guard: Guard, module) -> None:
 
     def on_leave(payload: str) -> None:
         """The test function's ``finally``: names the graded code rebound, before the test's own names are kept."""
-        if payload != state["nonce"] or _id(_getframe(3).f_code) not in state["codes"]:
+        if payload != state["nonce"] or _id(caller().f_code) not in state["codes"]:
             return
         names = rebound()
         if names:
@@ -745,13 +753,13 @@ def arm(guard: Guard, module) -> None:
         return reply("verdict", payload, status, "; ".join(problems))
 
     def frame_read(event: str, args: tuple) -> None:
-        caller = _getframe(3)
+        caller_frame = caller()
         code = caller.f_code
         if untrusted(code) and _id(code) not in state["codes"]:
             state["tamper"].append(f"the graded code read the call stack ({event})")
             return
         if event == "sys._getframe" and args and _hasattr(args[0], "f_code") and untrusted(args[0].f_code):
-            frame = caller
+            frame = caller_frame
             while frame is not None and not untrusted(frame.f_code):
                 frame = frame.f_back
             if frame is not None and _id(frame.f_code) not in state["codes"]:
@@ -760,7 +768,7 @@ def arm(guard: Guard, module) -> None:
     def tracer_set(event: str, args: tuple) -> None:
         if args and args[0] is None:
             return
-        if untrusted(_getframe(3).f_code):
+        if untrusted(caller().f_code):
             state["tamper"].append(f"the graded code installed a trace or profile function ({event})")
 
     def guarded_write(args: tuple) -> None:
@@ -769,7 +777,7 @@ def arm(guard: Guard, module) -> None:
             raise TestStateError("the grader's own code cannot be changed from a notebook")
 
     def walkers(event: str) -> None:
-        if untrusted(_getframe(3).f_code):
+        if untrusted(caller().f_code):
             state["sticky"].append(f"the notebook walked the interpreter's objects ({event})")
             raise TestStateError(f"{event} is not available while a notebook is graded")
 
@@ -813,6 +821,18 @@ def arm(guard: Guard, module) -> None:
 
     def hook(event: str, args: tuple) -> None:
         if state["busy"]:
+            # code that runs inside the guard (a notebook object's __eq__ met while verifying) may not
+            # look at the guard's frames or objects
+            if not state["own"] and (event in GC_EVENTS or event in ("sys._getframe", "sys._current_frames")
+                                     or event == "object.__getattr__" and args[1] in FRAME_ATTRS):
+                state["own"] = True
+                try:
+                    inside = untrusted(_getframe(1).f_code)
+                finally:
+                    state["own"] = False
+                if inside:
+                    state["sticky"].append(f"notebook code looked into the grader's guard ({event})")
+                    raise TestStateError(f"{event} is not available inside the grader's guard")
             return
         state["busy"] = True
         try:
