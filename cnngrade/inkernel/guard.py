@@ -754,7 +754,7 @@ def arm(guard: Guard, module) -> None:
 
     def frame_read(event: str, args: tuple) -> None:
         caller_frame = caller()
-        code = caller.f_code
+        code = caller_frame.f_code
         if untrusted(code) and _id(code) not in state["codes"]:
             state["tamper"].append(f"the graded code read the call stack ({event})")
             return
