@@ -1,18 +1,23 @@
 """The execute step of nbgrader's autograde pipeline, with the kernel in the sandbox.
 
 :class:`SandboxExecute` replaces nbgrader's ``Execute`` preprocessor: each code cell
-runs in a bubblewrap-sandboxed kernel (:mod:`cnngrade.sandbox`); before every test
-cell the in-kernel guard restores pristine references (through a kernel request that
-IPython's input transformers never see); a line appended to the test cell re-checks
-them and prints a per-cell nonce, so a test cell whose nonce does not come back scores
-0. A cell that times out or kills the kernel costs that cell: the kernel is restarted,
-the earlier cells replayed, and the rest of the notebook graded. What happened is
-written as one-line events (JSON lines) for the job's reasons.
+runs in a bubblewrap-sandboxed kernel (:mod:`cnngrade.sandbox`). The in-kernel guard
+(:mod:`cnngrade.inkernel.guard`) is reached only through marker strings its audit hook
+recognises, never through a name the notebook could rebind, and answers with an HMAC
+under a key sent before any student code ran. Per test cell: ``begin`` restores pristine
+references; the test cell runs inside a function (its names out of the notebook's
+namespace) ending with a ``finish`` marker; a ``verdict`` says whether it ran once, to
+its end, untouched. Whatever the guard cannot confirm costs that test cell its points,
+decided here, on the host. A cell that times out or kills the kernel costs that cell: the
+kernel is restarted, the earlier cells replayed, and the rest of the notebook graded.
+What happened is written as one-line events (JSON lines) for the job's reasons.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
+import hmac
 import json
 import secrets
 import shutil
@@ -22,38 +27,119 @@ from pathlib import Path
 
 from cnncourse.cells import is_test_cell, nbg
 from cnngrade.files import copy_regular_files
-from cnngrade.inkernel.guard import MODULE_NAME as GUARD_MODULE
+from cnngrade.inkernel.guard import MARK
 from cnngrade.sandbox import GiB, KernelStartError, SandboxKernel, SandboxSettings
 from cnngrade.sandbox.outputs import OutputBudget, short_error
 
 
+def marker(kind: str, payload: str) -> str:
+    """An expression whose evaluation the guard's audit hook answers (no name in it to rebind)."""
+    return f"(lambda: {MARK + kind + ':' + payload!r}).__code__"
+
+
+def _cell_scope(tree: ast.AST):
+    """The nodes a cell evaluates as it runs: nested function and lambda bodies run later and are left out."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            args = node.args
+            stack += [*args.defaults, *[d for d in args.kw_defaults if d is not None]]
+            stack += getattr(node, "decorator_list", [])
+            if getattr(node, "returns", None) is not None:
+                stack.append(node.returns)
+            continue
+        stack += list(ast.iter_child_nodes(node))
+
+
+def _loads_before_stores(tree: ast.Module) -> bool:
+    """Whether the cell reads a name before its first assignment to it (inside a function it would be unbound)."""
+    first_store: dict[str, tuple[int, int]] = {}
+    loads: list[tuple[str, tuple[int, int]]] = []
+    nodes = list(_cell_scope(tree))
+    in_comprehension = {id(n) for c in nodes if isinstance(c, ast.comprehension) for n in ast.walk(c.target)}
+    stored_at: dict[int, tuple[int, int]] = {}  # an assignment binds its targets once its value is computed
+    for node in nodes:
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                for name in ast.walk(target):
+                    stored_at[id(name)] = (node.end_lineno, node.end_col_offset)
+                    if isinstance(node, ast.AugAssign) and isinstance(name, ast.Name):
+                        loads.append((name.id, (name.lineno, name.col_offset)))
+    for node in nodes:
+        if isinstance(node, ast.Name) and id(node) in in_comprehension:
+            continue  # a comprehension's own variable
+        if isinstance(node, ast.Name):
+            pos = (node.lineno, node.col_offset)
+            if isinstance(node.ctx, ast.Load):
+                loads.append((node.id, pos))
+            else:
+                pos = stored_at.get(id(node), pos)
+                first_store[node.id] = min(first_store.get(node.id, pos), pos)
+        elif isinstance(node, ast.alias):
+            name = (node.asname or node.name).split(".")[0]
+            pos = (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
+            first_store[name] = min(first_store.get(name, pos), pos)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            pos = (node.lineno, node.col_offset)
+            first_store[node.name] = min(first_store.get(node.name, pos), pos)
+    return any(name in first_store and pos < first_store[name] for name, pos in loads)
+
+
+def _wrappable(tree: ast.Module) -> bool:
+    banned = (ast.Global, ast.Nonlocal, ast.Return, ast.Yield, ast.YieldFrom, ast.Await)
+    for node in _cell_scope(tree):
+        if isinstance(node, banned) or isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+            return False
+    return bool(tree.body) and not _loads_before_stores(tree)
+
+
 def wrap_test(source: str, nonce: str) -> str:
-    """Append the guard's end-of-test check, before a final expression (kept for partial credit)."""
-    line = f"__import__({GUARD_MODULE!r}).finish({nonce!r})"
-    lines = source.rstrip("\n").split("\n")
+    """The test cell as it is run: inside a function, ending with the guard's ``finish`` marker.
+
+    The test's names are the function's locals, out of reach of the notebook's namespace
+    (they are copied there when the function ends, as a module-level cell would leave them).
+    A final expression is returned (kept for partial credit). A cell that cannot become a
+    function (IPython magics, ``global``, a name read before the cell assigns it) runs as
+    it is, with the marker appended.
+    """
+    finish = marker("finish", nonce)
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         tree = None
-    if tree is not None and tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = tree.body[-1]
-        prev_end = tree.body[-2].end_lineno if len(tree.body) > 1 else 0
-        if last.col_offset == 0 and prev_end < last.lineno:
-            at = last.lineno - 1
-            return "\n".join(lines[:at] + [line] + lines[at:]) + "\n"
-    return "\n".join(lines) + "\n" + line + "\n"
+    if tree is None or not _wrappable(tree):
+        return source.rstrip("\n") + "\n" + finish + "\n"
+    body = tree.body
+    last = body[-1] if isinstance(body[-1], ast.Expr) else None
+    lines = [ast.unparse(node) for node in (body[:-1] if last is not None else body)]
+    lines.append(finish)
+    if last is not None:
+        lines.append(f"return ({ast.unparse(last.value)})")
+    inner = "\n".join("        " + ln for text in lines for ln in text.splitlines())
+    return (f"def __cnnlab_test():\n    try:\n{inner}\n    finally:\n        {marker('leave', nonce)}\n"
+            f"        globals().update(locals())\n__cnnlab_test()\n")
 
 
-def strip_nonce(outputs: list, nonce: str) -> bool:
-    """Remove the nonce line from stdout; whether it was there."""
-    found = False
-    for out in list(outputs):
-        if out.get("output_type") == "stream" and out.get("name") == "stdout" and nonce in out.get("text", ""):
-            found = True
-            out["text"] = out["text"].replace(nonce + "\n", "").replace(nonce, "")
-            if not out["text"]:
-                outputs.remove(out)
-    return found
+class GuardLink:
+    """The grader's side of the channel to the in-kernel guard: the key and the check of each answer."""
+
+    def __init__(self) -> None:
+        self.key = secrets.token_hex(16)
+
+    def mac(self, text: str) -> str:
+        return hmac.new(self.key.encode(), text.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def answer(self, kind: str, payload: str, status: str, text: str) -> tuple[str, str]:
+        """(status, text) of a genuine answer; ("invalid", why) for anything the guard did not say."""
+        if status != "error":
+            return "invalid", f"no answer from the guard ({status or 'missing'})"
+        mac, _, rest = text.partition("|")
+        got, _, body = rest.partition("|")
+        if not hmac.compare_digest(mac.encode(), self.mac(f"{kind}|{payload}|{got}|{body}").encode()):
+            return "invalid", "the guard's answer did not come from the guard"
+        return got, body
 
 
 def memory_error(outputs: list) -> bool:
@@ -96,14 +182,21 @@ class CellRunner:
         self.gave_up = ""
         self.kernel: SandboxKernel | None = None
         self.budget = OutputBudget()  # the notebook's outputs, whichever kernel produced them
+        self.link = GuardLink()
 
     def event(self, kind: str, text: str) -> None:
         self.events.append({"kind": kind, "text": text})
 
     def start(self) -> None:
+        """A new kernel, and the guard's key sent before any cell of the notebook runs in it."""
         self.kernel = SandboxKernel(self.settings, self.workdir / f"kernel{self.restarts}", self.files)
         self.kernel.budget = self.budget
         self.kernel.start()
+        self.link = GuardLink()
+        status, text = self.guard("key", self.link.key, 60)
+        if status != "ok":
+            self.stop()
+            raise KernelStartError(f"the in-kernel guard did not answer ({status}: {text[:200]})")
 
     def stop(self) -> None:
         if self.kernel is not None:
@@ -112,6 +205,14 @@ class CellRunner:
 
     def remaining(self) -> float:
         return self.deadline - time.time() if self.deadline else float("inf")
+
+    def guard(self, kind: str, payload: str, timeout: float) -> tuple[str, str]:
+        """Ask the guard (empty code + a user expression: IPython's input transformers never see it)."""
+        res = self.kernel.execute("", timeout=timeout, silent=True, user_expressions={"g": marker(kind, payload)})
+        if res.status in ("timeout", "dead"):
+            return "invalid", f"the kernel did not answer ({res.status})"
+        status, text = res.expressions.get("g", ("missing", ""))
+        return self.link.answer(kind, payload, status or "", text)
 
     def run(self, source: str, test: bool, label: str) -> tuple[list[dict], int | None]:
         """Run one cell; its outputs (with an error output for whatever went wrong) and execution count."""
@@ -123,12 +224,11 @@ class CellRunner:
             self.event("deadline", f"grading time limit used up before cell {label}: later cells not run")
             return [error_output("GradingError", f"not run: {self.gave_up}")], None
         nonce = secrets.token_hex(16) if test else ""
-        if test:
-            self._guard_begin(label, budget)
-        res = self.kernel.execute(wrap_test(source, nonce) if test else source, timeout=budget, keep=nonce)
+        penalty = self._begin(label, nonce, budget) if test else ""
+        res = self.kernel.execute(wrap_test(source, nonce) if test else source, timeout=budget)
         if test and res.status in ("ok", "error"):
-            self.kernel.execute("", timeout=30, silent=True,
-                                user_expressions={"guard": f"__import__({GUARD_MODULE!r}).end()"})
+            verdict = self._verdict(label, nonce, res.outputs)  # always asked: it also ends the test in the kernel
+            penalty = penalty or verdict
         if res.status == "timeout":
             self._lost(res.outputs, "CellTimeoutError", self._timeout_reason(budget), label,
                        ("timeout", f"cell {label} timed out after {budget:g} s"))
@@ -136,20 +236,37 @@ class CellRunner:
             why = self.kernel.death_reason()
             self._lost(res.outputs, "DeadKernelError", why, label, ("dead", f"{why} in cell {label}"))
         else:
-            self._check_outputs(res, test, nonce, label)
+            self._check_outputs(res, label, penalty)
             self.replay.append(source)
         return res.outputs, res.execution_count
 
-    def _guard_begin(self, label: str, budget: float) -> None:
-        """Empty code + a user expression: IPython's input transformers never see the guard's call."""
-        pre = self.kernel.execute("", timeout=min(60, budget), silent=True,
-                                  user_expressions={"guard": f"__import__({GUARD_MODULE!r}).begin()"})
-        status, text = pre.expressions.get("guard", ("missing", ""))
-        changed = literal_text(text) if status == "ok" else ""
-        if changed:
-            self.event("restored", f"changed before test cell {label} (restored): {changed[:300]}")
-        elif status != "ok" and pre.status in ("ok", "error"):
-            self.event("tamper", f"the guard could not run before test cell {label} ({status}: {text[:120]})")
+    def _begin(self, label: str, nonce: str, budget: float) -> str:
+        """Restore before the test; the reason this test scores nothing ("" if none)."""
+        status, text = self.guard("begin", nonce, min(60, budget))
+        if status == "restored":
+            self.event("restored", f"changed before test cell {label} (restored): {text}")
+        elif status == "tamper":
+            self.event("tamper", f"tampering detected before test cell {label}: {text}")
+            return f"tampering detected before this test: {text}. No points for this test."
+        elif status != "ok":
+            self.event("tamper", f"the guard could not run before test cell {label} ({text[:160]})")
+            return "the grader's guard could not run before this test: no points"
+        return ""
+
+    def _verdict(self, label: str, nonce: str, outputs: list) -> str:
+        """After the test: did it run once, to its end, untouched? The reason it scores nothing ("" if it may score)."""
+        status, text = self.guard("verdict", nonce, 60)
+        failed = any(o.get("output_type") == "error" for o in outputs)
+        if status == "finished" or status == "unfinished" and failed:
+            return ""
+        if status == "tamper":
+            self.event("tamper", f"tampering detected in test cell {label}: {text}")
+            return f"tampering detected in this test: {text}. No points for this test."
+        if status == "unfinished":
+            self.event("tamper", f"test cell {label} did not run to its end")
+            return "the test cell did not run to its end (its output or the kernel was tampered with): no points"
+        self.event("tamper", f"the guard could not confirm test cell {label} ({text[:160]})")
+        return "the grader's guard could not confirm this test: no points"
 
     def _timeout_reason(self, budget: float) -> str:
         if budget < self.cell_timeout and self.remaining() < 1:
@@ -161,12 +278,10 @@ class CellRunner:
         self.event(*event)
         self._recover(label)
 
-    def _check_outputs(self, res, test: bool, nonce: str, label: str) -> None:
+    def _check_outputs(self, res, label: str, penalty: str) -> None:
         outputs = res.outputs
-        if test and not strip_nonce(outputs, nonce) and not any(o.get("output_type") == "error" for o in outputs):
-            outputs.append(error_output("GradingError", "the test cell did not run to its end (its output or the "
-                                                        "kernel was tampered with): no points"))
-            self.event("tamper", f"test cell {label} did not run to its end")
+        if penalty:
+            outputs.append(error_output("GradingError", penalty))
         for out in outputs:
             if out.get("output_type") == "error" and out.get("ename") == "TamperingError":
                 self.event("tamper", f"tampering detected in test cell {label}: {str(out.get('evalue', ''))[:160]}")

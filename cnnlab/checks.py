@@ -18,6 +18,7 @@ through this module.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import os
 import textwrap
@@ -94,12 +95,46 @@ def tolerance(dtype: torch.dtype) -> tuple[float, float]:
     return TOLERANCES.get(dtype, (0.0, 0.0))
 
 
-def _plain_tensor(value: torch.Tensor) -> torch.Tensor:
-    """A plain ``torch.Tensor`` view of ``value``: a subclass cannot fake comparisons through it."""
-    if type(value) is torch.Tensor:
-        return value.detach()
+class TamperingError(CheckFailed):
+    """Raised when a value or a rule of a test was tampered with (a lying tensor, a rule taken off)."""
+
+
+# what the checks read from a tensor: a subclass defined outside torch may not redefine any of it
+_READ_BY_CHECKS = frozenset({
+    "detach", "item", "shape", "size", "dtype", "device", "numpy", "tolist", "as_subclass", "to", "cpu", "double",
+    "float", "reshape", "view", "clone", "contiguous", "__eq__", "__ne__", "__bool__", "__float__", "__int__",
+    "__index__", "__array__", "__len__", "__iter__", "__getitem__", "__getattribute__", "__getattr__", "ndim",
+    "numel", "all", "any", "abs", "sum", "is_floating_point", "__torch_function__", "__torch_dispatch__",
+})
+_detach = torch._C.TensorBase.detach
+_as_subclass = torch._C.TensorBase.as_subclass
+
+
+def _overridden(value: object, names: frozenset[str]) -> list[str]:
+    """Names of ``names`` that a class outside torch / numpy in the MRO of ``value`` defines."""
+    found = []
+    for klass in type(value).__mro__:
+        module = getattr(klass, "__module__", "") or ""
+        if module.split(".")[0] in ("torch", "numpy", "builtins"):
+            continue
+        found += [name for name in vars(klass) if name in names and name not in found]
+    return found
+
+
+def _plain_tensor(value: torch.Tensor, name: str = "output") -> torch.Tensor:
+    """A plain ``torch.Tensor`` view of ``value``, read through the base class's own methods.
+
+    A subclass cannot fake comparisons through it; one that redefines what the checks read
+    (``detach``, ``item``, ``shape``, ...) is refused with :class:`TamperingError`.
+    """
+    __tracebackhide__ = True  # a failure points at the test cell, not here
+    if type(value) is not torch.Tensor:
+        lies = _overridden(value, _READ_BY_CHECKS)
+        if lies:
+            raise TamperingError(f"{name}: got a {type(value).__name__}, a torch.Tensor subclass that redefines "
+                                 f"{', '.join(sorted(lies))}: return a plain torch.Tensor")
     with torch._C.DisableTorchFunctionSubclass():
-        return value.detach().as_subclass(torch.Tensor)
+        return _as_subclass(_detach(value), torch.Tensor)
 
 
 def _plain(value: Any) -> Any:
@@ -110,8 +145,11 @@ def _plain(value: Any) -> Any:
         return int.__int__(value)
     if isinstance(value, float):
         return float.__float__(value)
-    if isinstance(value, np.integer | np.floating) and type(value).__module__ == "numpy":
-        return value.item()
+    if isinstance(value, np.integer | np.floating):
+        if type(value).__module__ != "numpy" and _overridden(value, _READ_BY_CHECKS):
+            raise TamperingError(f"got a {type(value).__name__}, a numpy subclass that redefines "
+                                 f"{', '.join(sorted(_overridden(value, _READ_BY_CHECKS)))}: return plain numbers")
+        return np.generic.item(value)
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, tuple):
@@ -124,7 +162,10 @@ def _plain(value: Any) -> Any:
 def _to_tensor(value: Any, name: str) -> torch.Tensor:
     __tracebackhide__ = True  # a failure points at the test cell, not here
     if isinstance(value, torch.Tensor):
-        return _plain_tensor(value)
+        return _plain_tensor(value, name)
+    if type(value) is not np.ndarray and isinstance(value, np.ndarray | np.generic) and _overridden(value, _READ_BY_CHECKS):
+        raise TamperingError(f"{name}: got a {type(value).__name__}, a numpy subclass that redefines "
+                             f"{', '.join(sorted(_overridden(value, _READ_BY_CHECKS)))}: return plain numbers")
     if isinstance(value, np.ndarray | int | float | bool | np.number | list | tuple):
         try:
             return _as_tensor(_np_asarray(value))
@@ -139,8 +180,9 @@ def assert_shape(actual: Any, shape: Iterable[int], name: str = "output", hint: 
     shape = tuple(shape)
     if not isinstance(actual, torch.Tensor):
         raise CheckFailed(f"{name}: expected a torch.Tensor of shape {shape}, got {type(actual).__name__}")
-    if tuple(actual.shape) != shape:
-        msg = f"{name}: expected shape {shape}, got {tuple(actual.shape)}"
+    got = tuple(_plain_tensor(actual, name).shape)
+    if got != shape:
+        msg = f"{name}: expected shape {shape}, got {got}"
         raise CheckFailed(f"{msg}: {hint}" if hint else msg)
 
 
@@ -227,21 +269,106 @@ FORBIDDEN_GROUPS: dict[str, frozenset[str]] = {
 }
 
 
+_GATE_KEYS = ("CPU", "CUDA", "CompositeExplicitAutograd", "CompositeImplicitAutograd")
+
+
+@functools.cache
+def _gate_targets(name: str) -> tuple[tuple[str, str], ...]:
+    """(overload name for ``Library.impl``, dispatch key) for every kernel the ATen operator ``name`` has."""
+    packet = getattr(torch.ops.aten, name, None)
+    if packet is None:
+        return ()
+    targets = []
+    for overload in packet.overloads():
+        qualified = name if overload == "default" else f"{name}.{overload}"
+        for key in _GATE_KEYS:
+            if torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{qualified}", key):
+                targets.append((qualified, key))
+    return tuple(targets)
+
+
 class _ForbidMode(TorchDispatchMode):
+    """The rule as a dispatch mode (the readable error) and, under it, a gate in PyTorch's dispatcher.
+
+    While the block runs, every forbidden ATen operator has a kernel of its own that refuses
+    to run, registered for the CPU / CUDA / composite keys: code that takes the mode off the
+    dispatch stack (``_disable_current_modes()``, popping the stack, redispatching below the
+    Python key) still meets the gate, which then reports the rule as tampered with. On leaving
+    the block the gate is removed and the built-in kernels are back.
+    """
+
     def __init__(self, banned: frozenset[str], label: str) -> None:
         super().__init__()
         self.banned = banned
         self.label = label
+        self._gate = None
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         __tracebackhide__ = True  # a failure points at the test cell, not here
         name = func.overloadpacket.__name__
         if name in self.banned:
-            raise ForbiddenOpError(
-                f"{self.label} called the built-in operator aten.{name}, which this exercise forbids: "
-                "compute it yourself from elementary tensor operations"
-            )
+            raise self._refusal(name)
         return func(*args, **(kwargs or {}))
+
+    def _refusal(self, name: str) -> CheckFailed:
+        return ForbiddenOpError(
+            f"{self.label} called the built-in operator aten.{name}, which this exercise forbids: "
+            "compute it yourself from elementary tensor operations"
+        )
+
+    def _on_stack(self) -> bool:
+        c = torch._C
+        return any(c._get_dispatch_stack_at(i) is self for i in range(c._len_torch_dispatch_stack()))
+
+    def _gate_kernel(self, name: str) -> Callable:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # a failure points at the test cell, not here
+            if self._on_stack():
+                raise self._refusal(name)
+            raise TamperingError(
+                f"{self.label} called the built-in operator aten.{name} with the forbid_ops rule taken off "
+                "the dispatch stack: this exercise forbids it, and taking the rule off costs the test"
+            )
+        return refuse
+
+    def _close_gate(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate._destroy()
+
+    def __enter__(self):
+        import warnings
+
+        taken = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "overriding a previously registered kernel": that is the point
+            gate = torch.library.Library("aten", "IMPL")
+            for name in sorted(self.banned):
+                refuse = self._gate_kernel(name)
+                for qualified, key in _gate_targets(name):
+                    try:
+                        gate.impl(qualified, refuse, key)
+                    except RuntimeError as exc:
+                        if "already" not in str(exc):
+                            raise
+                        taken.append(f"aten.{qualified} ({key})")
+        self._gate = gate
+        if taken:
+            self._close_gate()
+            raise TamperingError(f"a Python kernel was registered for {', '.join(taken[:3])}: the forbid_ops rule "
+                                 "of this test cannot be enforced, so the test fails")
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc, tb):
+        gate = self._gate
+        intact = gate is not None and getattr(gate, "m", None) is not None
+        try:
+            result = super().__exit__(exc_type, exc, tb)
+        finally:
+            self._close_gate()
+        if not intact and exc_type is None:
+            raise TamperingError(f"the forbid_ops rule around {self.label} was removed while it ran")
+        return result
 
 
 def forbid_ops(*groups_or_ops: str, label: str = "your code") -> _ForbidMode:

@@ -24,10 +24,11 @@ needs_bwrap = pytest.mark.skipif(
 )
 
 
-def build_course(tmp: Path, aid: str, cases: list[catalogue.Case], http_port: int = 0) -> Path:
+def build_course(tmp: Path, aid: str, cases: list[catalogue.Case], http_port: int = 0,
+                 sources: Path = catalogue.COURSE / "source") -> Path:
     """An instructor course: source/, release/ and gradebook.db made by nbgrader, a config, submissions."""
     root = tmp / "course"
-    shutil.copytree(catalogue.COURSE / "source" / aid, root / "source" / aid)
+    shutil.copytree(sources / aid, root / "source" / aid)
     generate(root, [aid], root / "gradebook.db")
     (root / "nbgrader_config.py").write_text(f"c = get_config()  # noqa: F821\nc.CourseDirectory.course_id = {COURSE_ID!r}\n")
     add_other_grades(root)

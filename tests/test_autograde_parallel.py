@@ -100,12 +100,18 @@ def test_nothing_submitted_is_not_an_error(tmp_path, capsys):
     assert "nothing to grade" in capsys.readouterr().out
 
 
-def test_wrap_test_keeps_a_final_expression_for_partial_credit():
-    wrapped = wrap_test("x = 1\nx / 2\n", "N")
-    assert wrapped.splitlines() == ["x = 1", "__import__('_cnnlab_guard').finish('N')", "x / 2"]
-    assert wrap_test("assert True", "N").splitlines()[-1] == "__import__('_cnnlab_guard').finish('N')"
-    assert wrap_test("for i in range(2):\n    i\n", "N").splitlines()[-1].startswith("__import__")
-    assert wrap_test("%time x = 1\n", "N").splitlines()[-1].startswith("__import__")
+def test_wrap_test_runs_the_test_in_a_function_and_keeps_a_final_expression():
+    finish = "(lambda: 'cnnlab-guard:finish:N').__code__"
+    namespace: dict = {}
+    exec(wrap_test("x = 1\nx / 2\n", "N"), namespace)
+    assert namespace["x"] == 1, "the test's names are kept in the notebook's namespace afterwards"
+    wrapped = wrap_test("x = 1\nx / 2\n", "N").splitlines()
+    assert wrapped[0] == "def __cnnlab_test():" and wrapped[-1] == "__cnnlab_test()"
+    assert wrapped.index("        " + finish) < wrapped.index("        return (x / 2)"), "finish before the result"
+    assert finish in wrap_test("for i in range(2):\n    i\n", "N")
+    # cells that cannot become a function run as they are, the marker appended
+    for cell in ("%time x = 1\n", "y = y + 1\n", "global z\nz = 1\n", "from math import *\n"):
+        assert wrap_test(cell, "N").splitlines()[-1] == finish, cell
 
 
 def test_preflight_reasons(tmp_path):

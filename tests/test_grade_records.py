@@ -9,7 +9,7 @@ import pytest
 
 from cnncourse.grading import ensure_env_on_path
 from cnngrade import report
-from cnngrade.execute import literal_text, strip_nonce, wrap_test
+from cnngrade.execute import GuardLink, literal_text, marker
 from cnngrade.files import copy_regular_files, hash_dir, install_dir
 from cnngrade.gradebook import (
     backup,
@@ -66,11 +66,17 @@ def test_report_rows_table_and_file(tmp_path):
     assert "\t- " + "x" * 200 in (tmp_path / "r.txt").read_text()
 
 
-def test_wrap_test_and_nonce_handling():
-    assert wrap_test("x = 1\nx / 2\n", "N").splitlines() == ["x = 1", "__import__('_cnnlab_guard').finish('N')", "x / 2"]
-    outputs = [{"output_type": "stream", "name": "stdout", "text": "ok\nN\n"}]
-    assert strip_nonce(outputs, "N") and outputs[0]["text"] == "ok\n"
-    assert not strip_nonce([{"output_type": "stream", "name": "stderr", "text": "N\n"}], "N")
+def test_guard_answers_count_only_with_the_key():
+    link = GuardLink()
+    text = "math.isclose was replaced"
+    good = f"{link.mac(f'begin|N|restored|{text}')}|restored|{text}"
+    assert link.answer("begin", "N", "error", good) == ("restored", text)
+    assert link.answer("begin", "N", "error", good.replace("|restored|", "|ok|"))[0] == "invalid", "status changed"
+    assert link.answer("begin", "M", "error", good)[0] == "invalid", "an answer for another test"
+    assert link.answer("verdict", "N", "error", good)[0] == "invalid", "an answer to another question"
+    assert link.answer("begin", "N", "ok", good)[0] == "invalid", "a value, not the guard's raised answer"
+    assert GuardLink().answer("begin", "N", "error", good)[0] == "invalid", "another kernel's key"
+    assert marker("begin", "N") == "(lambda: 'cnnlab-guard:begin:N').__code__"
     assert literal_text("'a; b'") == "a; b" and literal_text("__import__('os')") == "__import__('os')"
 
 

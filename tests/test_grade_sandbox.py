@@ -103,19 +103,17 @@ checks.assert_close = lambda a, b: None
 print(guard.begin())
 print(checks.assert_close is assert_close)
 checks.assert_close = lambda a, b: None
-try:
-    guard.finish("NONCE")
-except g.TamperingError as exc:
-    print("tampering:", exc)
-guard.finish("NONCE")
+print(guard.finish())
+print(guard.finish())
+print(g.__builtins__ is not __builtins__ and g.__builtins__["len"] is len)
 ''')
     lines = out.splitlines()
-    assert lines[0] == "''"
-    assert lines[1] == "cnnlab.fake_checks.assert_close was replaced"
+    assert lines[0] == "('', [])"
+    assert lines[1] == "('cnnlab.fake_checks.assert_close was replaced', [])"
     assert lines[2] == "True"
-    assert lines[3].startswith("tampering: the graded code changed what the tests rely on: "
-                               "cnnlab.fake_checks.assert_close was replaced")
-    assert lines[4] == "NONCE"
+    assert lines[3] == "['cnnlab.fake_checks.assert_close was replaced']", "finish reports and restores"
+    assert lines[4] == "[]"
+    assert lines[5] == "True", "the guard has its own copy of the builtins"
 
 
 def test_boot_module_copies_the_submission_and_skips_links(tmp_path):

@@ -77,8 +77,11 @@ def copy_submission(work: Path, src: Path = Path(SUBMISSION_MOUNT)) -> None:
 
 def load_guard_module():
     """This folder's guard.py, registered as ``_cnnlab_guard`` (the module the test cells call)."""
+    import builtins
+
     spec = importlib.util.spec_from_file_location("_cnnlab_guard", HERE / "guard.py")
     module = importlib.util.module_from_spec(spec)
+    module.__builtins__ = dict(vars(builtins))  # its own copy: rebinding a builtin later does not reach the guard
     sys.modules["_cnnlab_guard"] = module
     spec.loader.exec_module(module)
     return module
@@ -150,7 +153,6 @@ def kernel_main(config_path: str) -> None:
     guard_module = load_guard_module()
     guard_module.set_trusted_prefixes(cfg.get("trusted_prefixes", ()))
     guard = guard_module.Guard()
-    guard_module.install(guard, guard_module)
 
     from ipykernel.kernelapp import IPKernelApp
 
@@ -164,7 +166,9 @@ def kernel_main(config_path: str) -> None:
     preload(cfg.get("preload", []))
     debug("preloaded")
     guard.snapshot(shell=app.shell, kernel=app.kernel)
-    debug("snapshot taken")
+    guard_module.arm(guard, guard_module)
+    guard_module.install(guard, guard_module)
+    debug("snapshot taken, guard armed")
     app.start()
 
 

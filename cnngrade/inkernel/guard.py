@@ -1,13 +1,22 @@
 """The in-kernel guard: pristine references taken at kernel start, restored before each test cell.
 
 This module runs *inside* the sandboxed kernel, loaded by :mod:`cnngrade.inkernel.boot`
-under the name ``_cnnlab_guard`` before any student code; it uses the standard library
-only. It snapshots the comparison functions of torch / numpy / ``cnnlab.checks``, the
-builtins, the classes those modules define and IPython's execution machinery. Before
-each test cell the grader asks it (``begin``) to restore the pristine references; a
-line appended to the test cell (``finish``) verifies that nothing was re-patched during
-the test and prints a per-cell nonce, so a test cell that did not run to its end never
-counts as passed. ``end`` gives the student's hidden names back after the test.
+under the name ``_cnnlab_guard`` before any student code, with a private copy of the
+builtins; it uses the standard library only. It snapshots the comparison functions of
+torch / numpy / ``cnnlab.checks``, the builtins, the classes those modules define and
+IPython's execution machinery.
+
+The grader reaches it by no name a notebook could rebind: :func:`arm` installs an audit
+hook (which nothing can remove) that answers marker strings carried by lambdas the grader
+sends (``(lambda: 'cnnlab-guard:begin:NONCE').__code__``). Before a test cell (``begin``)
+it restores every protected reference and parks the IPython event callbacks the notebook
+added; when the test cell's code starts (the ``exec`` audit event) it restores again and
+watches the test: reading the call stack from graded code, rebinding the names the test
+uses, reaching for the garbage collector's object lists or rewriting the guard's own code
+are recorded. The test cell ends with a ``finish`` marker that verifies everything; after
+it a ``verdict`` marker answers whether the test ran exactly once to its end untouched.
+Every answer carries an HMAC under a key the grader sent before any student code ran, so
+a notebook that intercepts the grader's requests cannot forge the guard's answer.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ GUARD_MODULE = MODULE_NAME
 
 _PROTECTED_EXACT = frozenset({
     "builtins", "math", "operator", "functools", "inspect", "ast", "textwrap", "importlib",
-    "types", "numbers", "unittest", "torch", "numpy", "pytest", "_pytest.python_api", GUARD_MODULE,
+    "types", "numbers", "unittest", "torch", "numpy", "pytest", "_pytest.python_api",
 })
 _PROTECTED_PREFIXES = (
     "torch.testing", "torch.nn", "torch.autograd", "torch.utils._python_dispatch", "torch.overrides",
@@ -77,6 +86,8 @@ class Guard:
         self._sys = {}
         self._lists: dict[str, list] = {}
         self._hidden: dict[str, object] = {}
+        self.parked: list[tuple[str, object]] = []
+        self.builtins_module = sys.modules["builtins"]
 
     # ---- snapshot ------------------------------------------------------------------
     def snapshot(self, shell=None, kernel=None) -> None:
@@ -125,7 +136,6 @@ class Guard:
             self._shell_state = self._read_shell_state()
             self._instance_snap = {id(o): (o, {k: v for k, v in vars(o).items() if _behaviour(v)})
                                    for o in self._instances()}
-        sys.addaudithook(self._audit)
 
     def _snap_class(self, cls: type, modname: str, force: bool = False) -> None:
         if cls.__flags__ & _IMMUTABLE_TYPE:
@@ -256,9 +266,7 @@ class Guard:
         sh.CustomTB = st["CustomTB"]
         sh.displayhook = st["displayhook"]
         sh.display_pub = st["display_pub"]
-        for event, callbacks in sh.events.callbacks.items():
-            keep = st["events"].get(event, [])
-            callbacks[:] = [cb for cb in callbacks if cb in keep or _trusted_callable(cb)]
+        self.park_callbacks()
         if self.kernel is not None:
             self.kernel.shell_handlers.clear()
             self.kernel.shell_handlers.update(st["shell_handlers"])
@@ -266,6 +274,52 @@ class Guard:
                 self.kernel.control_handlers.clear()
                 self.kernel.control_handlers.update(st["control_handlers"])
             self.kernel.session = st["session"]
+
+    def park_callbacks(self) -> list[str]:
+        """Only the callbacks present at kernel start run during a test; the others wait in ``parked``.
+
+        Returns the parked callbacks that are not genuinely library code (a notebook's own).
+        """
+        untrusted = []
+        if self.shell is None:
+            return untrusted
+        for event, callbacks in self.shell.events.callbacks.items():
+            keep = self._shell_state["events"].get(event, [])
+            for cb in [cb for cb in callbacks if not any(cb is k for k in keep)]:
+                self.parked.append((event, cb))
+                if not _library_callable(cb):
+                    untrusted.append(f"{event}: {getattr(cb, '__qualname__', type(cb).__name__)}")
+            callbacks[:] = [cb for cb in callbacks if any(cb is k for k in keep)]
+        return untrusted
+
+    def unpark_callbacks(self, drop_new: bool = False) -> None:
+        """After a test: the notebook's own callbacks come back (with ``drop_new``, the ones added during it do not)."""
+        if self.shell is None:
+            return
+        if drop_new:
+            for event, callbacks in self.shell.events.callbacks.items():
+                keep = self._shell_state["events"].get(event, [])
+                callbacks[:] = [cb for cb in callbacks if any(cb is k for k in keep)]
+        for event, cb in self.parked:
+            self.shell.events.callbacks.setdefault(event, []).append(cb)
+        self.parked = []
+
+    def shell_problems(self) -> list[str]:
+        """Changes to IPython's shell, kernel and event callbacks since the last restore."""
+        problems = []
+        if self.shell is None:
+            return problems
+        for _oid, (obj, snap) in self._instance_snap.items():
+            current = vars(obj)
+            changed = [k for k, v in current.items() if _behaviour(v) and k not in snap and hasattr(type(obj), k)]
+            changed += [k for k, v in snap.items() if current.get(k, _MISSING) is not v]
+            if changed:
+                problems.append(f"{type(obj).__name__}.{', '.join(sorted(changed)[:4])} of the kernel was replaced")
+        for event, callbacks in self.shell.events.callbacks.items():
+            keep = self._shell_state["events"].get(event, [])
+            if any(not any(cb is k for k in keep) for cb in callbacks):
+                problems.append(f"an IPython event callback ({event}) was registered")
+        return problems
 
     def _reset_torch_modes(self) -> None:
         torch = sys.modules.get("torch")
@@ -318,20 +372,60 @@ class Guard:
                 problems.append("a torch function / dispatch mode is still active")
         return problems
 
-    # ---- the calls the grader sends ------------------------------------------------
-    def begin(self) -> str:
-        """Before a test cell: restore everything; return what had been changed ("" if nothing)."""
+    # ---- the calls the grader sends (through the audit hook of :func:`arm`) -----------
+    def begin(self) -> tuple[str, list[str]]:
+        """Before a test cell: restore everything; (what had been changed and was restored, what costs the test)."""
+        self.end()
         problems = self.verify()
+        tamper = []
+        if self._notebook_builtins_replaced():
+            tamper.append("the notebook's __builtins__ was replaced")
+        untrusted = self.park_callbacks()
+        if untrusted:
+            tamper.append("an IPython event callback was registered by the notebook (" + ", ".join(untrusted[:3]) + ")")
         self.events.clear()
         self.restore()
         self._hide_shadowing()
         if self._hidden:
             problems.append("user variables shadowing builtins hidden during the test: "
                             + ", ".join(sorted(self._hidden)))
-        return "; ".join(problems)
+        return "; ".join(problems), tamper
 
-    def end(self) -> None:
-        """After a test cell: give the student's namespace back its hidden names."""
+    def test_started(self) -> list[str]:
+        """The test cell's code starts (after IPython's own pre-execution steps): restore the cheap parts again."""
+        tamper = []
+        if self._notebook_builtins_replaced():
+            tamper.append("the notebook's __builtins__ was replaced")
+        untrusted = self.park_callbacks()
+        if untrusted:
+            tamper.append("an IPython event callback was registered (" + ", ".join(untrusted[:3]) + ")")
+        self._restore_builtins_and_trace()
+        if self.shell is not None:
+            problems = self.shell_problems()
+            if problems:
+                tamper += problems
+                self._restore_shell()
+        return tamper
+
+    def _notebook_builtins_replaced(self) -> bool:
+        spaces = [vars(m) for m in (sys.modules.get("__main__"),) if m is not None]
+        if self.shell is not None:
+            spaces.append(self.shell.user_ns)
+        return any(ns.get("__builtins__", self.builtins_module) is not self.builtins_module for ns in spaces)
+
+    def _restore_builtins_and_trace(self) -> None:
+        import threading as _threading
+
+        sys.settrace(None)
+        sys.setprofile(None)
+        _threading.settrace(None)
+        _threading.setprofile(None)
+        main = sys.modules.get("__main__")
+        for ns in ([vars(main)] if main is not None else []) + ([self.shell.user_ns] if self.shell else []):
+            ns["__builtins__"] = self.builtins_module
+
+    def end(self, drop_new: bool = False) -> None:
+        """After a test cell: give the student's namespace back its hidden names and parked callbacks."""
         main = sys.modules.get("__main__")
         namespace = vars(main) if main is not None else {}
         if self.shell is not None:
@@ -339,6 +433,7 @@ class Guard:
         for key, value in self._hidden.items():
             namespace.setdefault(key, value)
         self._hidden = {}
+        self.unpark_callbacks(drop_new)
 
     def _hide_shadowing(self) -> None:
         """Names of the user namespace that shadow a builtin (``type = ...``) are hidden during a test."""
@@ -354,16 +449,15 @@ class Guard:
             if key in builtins_snap and key not in _KEEP_IN_USER_NS and namespace[key] is not builtins_snap[key]:
                 self._hidden[key] = namespace.pop(key)
 
-    def finish(self, nonce: str) -> None:
-        """Last line of a test cell: verify, then prove that the cell ran to its end."""
+    def finish(self) -> list[str]:
+        """Last line of a test cell: what differs from the snapshot (the caller raises on anything)."""
         problems = self.verify()
+        if self._notebook_builtins_replaced():
+            problems.append("the notebook's __builtins__ was replaced")
+        problems += self.shell_problems()
         if problems:
             self.restore()
-            shown = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
-            raise TamperingError(f"the graded code changed what the tests rely on: {shown}. No points for this test.")
-        self._stdout.flush()
-        getattr(self, "_raw_write", self._stdout.write)(f"{nonce}\n")
-        self._stdout.flush()
+        return problems
 
 
 class _Missing:
@@ -434,10 +528,27 @@ def _reset_container(container, snap) -> None:
 _TRUSTED_PREFIXES: tuple[str, ...] = ()  # set by the boot module: the Python installation
 
 
-def _trusted_callable(cb) -> bool:
-    code = getattr(getattr(cb, "__func__", cb), "__code__", None)
-    filename = getattr(code, "co_filename", "") or ""
+def _trusted_file(filename: str) -> bool:
     return bool(_TRUSTED_PREFIXES) and filename.startswith(_TRUSTED_PREFIXES)
+
+
+def _library_callable(cb) -> bool:
+    """A callback that is what it claims: a function (or bound method) of a module loaded from the installation.
+
+    The function must be the module's own attribute (or its class's) and its code must come
+    from that module's file, so a function whose code object merely names a library file does not pass.
+    """
+    func = getattr(cb, "__func__", cb)
+    owner = getattr(cb, "__self__", None)
+    code = getattr(func, "__code__", None)
+    module = sys.modules.get(getattr(func, "__module__", None) or "")
+    path = getattr(module, "__file__", None) or ""
+    if code is None or not path or not _trusted_file(path) or code.co_filename != path:
+        return False
+    name = getattr(func, "__name__", "")
+    if owner is not None:
+        return getattr(type(owner), name, None) is func or getattr(owner, name, None) == cb
+    return getattr(module, name, None) is func
 
 
 def set_trusted_prefixes(prefixes: tuple[str, ...] | list[str]) -> None:
@@ -446,10 +557,295 @@ def set_trusted_prefixes(prefixes: tuple[str, ...] | list[str]) -> None:
     _TRUSTED_PREFIXES = tuple(prefixes)
 
 
+class TestStateError(RuntimeError):
+    """Refused by the guard: the operation would reach or rewrite the grader's own code."""
+
+
+class Reply(Exception):
+    """The guard's answer to a marker, ``MAC|status|text`` (raised, so any expression can carry it)."""
+
+
+MARK = "cnnlab-guard:"
+FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
+GC_EVENTS = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referents"})
+
+
+def arm(guard: Guard, module) -> None:
+    """Install the audit hook through which the grader talks to ``guard`` (the guard's only entry point).
+
+    Everything the hook uses is bound here, in its closure: a notebook that rebinds
+    builtins, module attributes or the guard's class cannot change what the hook does,
+    and the closure (the HMAC key, the state of the current test) is reachable only
+    through the object graph, whose walkers (``gc.get_objects`` and friends) are refused
+    to notebook code.
+    """
+    import hashlib
+    import types
+
+    sha256, function_type, code_type = hashlib.sha256, types.FunctionType, types.CodeType
+    _isinstance, _len, _id, _getframe, _str = isinstance, len, id, sys._getframe, str
+    _bytes, _tuple, _dict, _frozenset, _list, _hasattr = bytes, tuple, dict, frozenset, list, hasattr
+    guard_file = getattr(module, "__file__", "") or ""
+    trusted = _TRUSTED_PREFIXES + ("<frozen ",)
+    own_dict = vars(module)
+    own_snapshot = _dict(own_dict)
+    own_builtins = own_dict.get("__builtins__")
+    own_builtins_snapshot = _dict(own_builtins) if _isinstance(own_builtins, _dict) else {}
+    own_classes = [(cls, _dict(vars(cls))) for cls in (Guard, TamperingError, Reply, TestStateError)]
+    own_functions = set()
+    for value in _list(own_snapshot.values()) + [v for _c, d in own_classes for v in d.values()]:
+        func = getattr(value, "__func__", value)
+        if _isinstance(func, function_type):
+            own_functions.add(_id(func))
+    type_setattr, type_delattr = type.__setattr__, type.__delattr__
+    missing = _MISSING
+    state = {"key": None, "pads": None, "nonce": "", "busy": False, "own": False, "in_test": False, "exec": 0,
+             "finished": 0, "codes": {}, "names": {}, "tamper": [], "sticky": []}
+
+    def caller():
+        """The frame that raised the audit event (called by the handlers ``dispatch`` calls)."""
+        state["own"] = True
+        try:
+            return _getframe(4)
+        finally:
+            state["own"] = False
+
+    def mac(text: str) -> str:
+        inner, outer = state["pads"]
+        return sha256(outer + sha256(inner + text.encode()).digest()).hexdigest()[:32]
+
+    def reply(kind: str, payload: str, status: str, text: str) -> Reply:
+        text = text[:300]
+        return Reply(f"{mac(f'{kind}|{payload}|{status}|{text}')}|{status}|{text}")
+
+    def set_key(key: str) -> None:
+        raw = key.encode().ljust(64, b"\0")
+        state["pads"] = (_bytes(b ^ 0x36 for b in raw), _bytes(b ^ 0x5C for b in raw))
+        state["key"] = key
+
+    def self_check() -> None:
+        """The guard's module, classes and builtins as they were when armed (put back, and remembered, if not)."""
+        changed = [k for k, v in own_snapshot.items() if own_dict.get(k, missing) is not v]
+        for k in changed:
+            own_dict[k] = own_snapshot[k]
+        if _isinstance(own_builtins, _dict):
+            bad = [k for k, v in own_builtins_snapshot.items() if own_builtins.get(k, missing) is not v]
+            changed += bad
+            for k in bad:
+                own_builtins[k] = own_builtins_snapshot[k]
+        for cls, snap in own_classes:
+            current = vars(cls)
+            bad = [k for k, v in snap.items() if current.get(k, missing) is not v]
+            bad += [k for k in current if k not in snap]
+            changed += bad
+            for k in bad:
+                if k in snap:
+                    type_setattr(cls, k, snap[k])
+                else:
+                    type_delattr(cls, k)
+        if changed:
+            note = "the grader's guard was modified (" + ", ".join(sorted(changed)[:3]) + ")"
+            state["sticky"].append(note)
+            state["tamper"].append(note)
+
+    def untrusted(code) -> bool:
+        filename = code.co_filename
+        return not filename.startswith(trusted) and filename != guard_file
+
+    def nested_codes(code, found: dict) -> dict:
+        found[_id(code)] = code
+        for const in code.co_consts:
+            if _isinstance(const, code_type):
+                nested_codes(const, found)
+        return found
+
+    def marker_of(code) -> tuple[str, str] | None:
+        for const in code.co_consts:
+            if _isinstance(const, _str) and const.startswith(MARK):
+                kind, _, payload = const[_len(MARK):].partition(":")
+                return kind, payload
+        return None
+
+    def test_names(codes: dict) -> dict:
+        ns = guard.shell.user_ns if guard.shell is not None else vars(sys.modules["__main__"])
+        names = set()
+        for code in codes.values():
+            names.update(code.co_names)
+            names.update(code.co_varnames)
+        return {n: ns.get(n, missing) for n in names if not n.startswith("__cnnlab")}
+
+    def rebound() -> list[str]:
+        ns = guard.shell.user_ns if guard.shell is not None else vars(sys.modules["__main__"])
+        return sorted(n for n, v in state["names"].items() if ns.get(n, missing) is not v)
+
+    def on_begin(payload: str) -> Reply:
+        self_check()
+        restored, tamper = guard.begin()
+        state.update(nonce=payload, in_test=False, exec=0, finished=0, codes={}, names={},
+                     tamper=_list(_dict.fromkeys(_list(state["sticky"]) + tamper)))
+        status = "tamper" if state["tamper"] else "restored" if restored else "ok"
+        return reply("begin", payload, status, "; ".join(state["tamper"]) if state["tamper"] else restored)
+
+    def on_exec(code) -> None:
+        self_check()
+        found = None
+        for const in code.co_consts:
+            if _isinstance(const, code_type):
+                codes = nested_codes(const, {})
+                if any(marker_of(c) == ("finish", state["nonce"]) for c in codes.values()):
+                    found = nested_codes(code, {})
+                    break
+        if found is None and marker_of(code) == ("finish", state["nonce"]):
+            found = nested_codes(code, {})
+        if found is None:
+            return
+        state["exec"] += 1
+        if state["exec"] > 1:
+            state["tamper"].append("the test cell's code was run a second time by the notebook")
+            return
+        state["tamper"] += guard.test_started()
+        wrapped = any(marker_of(c) == ("leave", state["nonce"]) for c in found.values())
+        state.update(in_test=True, codes=found, names=test_names(found) if wrapped else {})
+
+    def on_finish(payload: str) -> None:
+        if not state["in_test"] or payload != state["nonce"]:
+            return
+        self_check()
+        caller_frame = caller()
+        if _id(caller_frame.f_code) not in state["codes"]:
+            state["tamper"].append("the end of the test was reached from outside the test cell")
+            return
+        state["finished"] += 1
+        problems = _list(state["tamper"]) + guard.finish()
+        names = rebound()
+        if names:
+            problems.append("the graded code rebound names the test uses: " + ", ".join(names[:5]))
+        state["names"] = {}
+        problems = _list(_dict.fromkeys(problems))
+        if problems:
+            state["tamper"] = problems
+            shown = "; ".join(problems[:5])
+            raise TamperingError(f"the graded code changed what the tests rely on: {shown}. No points for this test.")
+
+    def on_leave(payload: str) -> None:
+        """The test function's ``finally``: names the graded code rebound, before the test's own names are kept."""
+        if payload != state["nonce"] or _id(caller().f_code) not in state["codes"]:
+            return
+        names = rebound()
+        if names:
+            state["tamper"].append("the graded code rebound names the test uses: " + ", ".join(names[:5]))
+        state["names"] = {}
+        state["in_test"] = False
+
+    def on_verdict(payload: str) -> Reply:
+        self_check()
+        state["in_test"] = False
+        problems = _list(state["tamper"])
+        problems += [p for p in guard.shell_problems() if p not in problems]
+        if payload != state["nonce"]:
+            problems.append("the verdict was asked for another test")
+        elif state["exec"] != 1:
+            problems.append(f"the test cell's code ran {state['exec']} times")
+        problems = _list(_dict.fromkeys(problems))
+        guard.end(drop_new=True)
+        status = "tamper" if problems else "finished" if state["finished"] == 1 else "unfinished"
+        state.update(nonce="", names={}, codes={}, tamper=[])
+        return reply("verdict", payload, status, "; ".join(problems))
+
+    def frame_read(event: str, args: tuple) -> None:
+        caller_frame = caller()
+        code = caller_frame.f_code
+        if untrusted(code) and _id(code) not in state["codes"]:
+            state["tamper"].append(f"the graded code read the call stack ({event})")
+            return
+        if event == "sys._getframe" and args and _hasattr(args[0], "f_code") and untrusted(args[0].f_code):
+            frame = caller_frame
+            while frame is not None and not untrusted(frame.f_code):
+                frame = frame.f_back
+            if frame is not None and _id(frame.f_code) not in state["codes"]:
+                state["tamper"].append("the graded code read the call stack (through a library)")
+
+    def tracer_set(event: str, args: tuple) -> None:
+        if args and args[0] is None:
+            return
+        if untrusted(caller().f_code):
+            state["tamper"].append(f"the graded code installed a trace or profile function ({event})")
+
+    def guarded_write(args: tuple) -> None:
+        if args and _id(args[0]) in own_functions:
+            state["sticky"].append("the notebook tried to rewrite the grader's guard")
+            raise TestStateError("the grader's own code cannot be changed from a notebook")
+
+    def walkers(event: str) -> None:
+        if untrusted(caller().f_code):
+            state["sticky"].append(f"the notebook walked the interpreter's objects ({event})")
+            raise TestStateError(f"{event} is not available while a notebook is graded")
+
+    def dispatch(event: str, args: tuple) -> Reply | None:
+        if event == "object.__getattr__" and args[1] == "__code__" and _isinstance(args[0], function_type):
+            found = marker_of(args[0].__code__)
+            if found is None:
+                return None
+            kind, payload = found
+            if kind == "key":
+                if state["key"] is None:
+                    set_key(payload)
+                    return reply("key", payload, "ok", "")
+                return None
+            if state["key"] is None:
+                return None
+            if kind == "begin":
+                return on_begin(payload)
+            if kind == "verdict":
+                return on_verdict(payload)
+            if kind == "finish":
+                on_finish(payload)
+            elif kind == "leave":
+                on_leave(payload)
+            return None
+        if event == "exec" and state["nonce"] and not state["in_test"] and args and _isinstance(args[0], code_type):
+            on_exec(args[0])
+        elif event == "object.__setattr__" or event == "object.__delattr__":
+            guarded_write(args)
+            guard._audit(event, args)
+        elif event in GC_EVENTS:
+            walkers(event)
+        elif state["in_test"] and (event in ("sys._getframe", "sys._current_frames", "sys._getframemodulename")
+                                   or (event == "object.__getattr__" and args[1] in FRAME_ATTRS)):
+            frame_read(event, args)
+        elif state["in_test"] and event in ("sys.settrace", "sys.setprofile"):
+            tracer_set(event, args)
+        elif event == "sys.addaudithook":
+            guard.events.append("an audit hook was added")
+        return None
+
+    def hook(event: str, args: tuple) -> None:
+        if state["busy"]:
+            # code that runs inside the guard (a notebook object's __eq__ met while verifying) may not
+            # look at the guard's frames or objects
+            if not state["own"] and (event in GC_EVENTS or event in ("sys._getframe", "sys._current_frames")
+                                     or event == "object.__getattr__" and args[1] in FRAME_ATTRS):
+                state["own"] = True
+                try:
+                    inside = untrusted(_getframe(1).f_code)
+                finally:
+                    state["own"] = False
+                if inside:
+                    state["sticky"].append(f"notebook code looked into the grader's guard ({event})")
+                    raise TestStateError(f"{event} is not available inside the grader's guard")
+            return
+        state["busy"] = True
+        try:
+            answer = dispatch(event, args)
+        finally:
+            state["busy"] = False
+        if answer is not None:
+            raise answer
+
+    sys.addaudithook(hook)
+
+
 def install(guard: Guard, module) -> None:
-    """Expose ``guard``'s three calls on ``module`` (the name the grader's requests use)."""
-    module.guard = guard
-    module.begin = guard.begin
-    module.end = guard.end
-    module.finish = guard.finish
+    """Keep ``guard`` out of reach: no module attribute names it, and the module leaves ``sys.modules``."""
     module.TamperingError = TamperingError
+    sys.modules.pop(MODULE_NAME, None)
