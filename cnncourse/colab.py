@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,6 +71,14 @@ def setup_source(repository: str = "", ref: str = "main") -> str:
     if (repository and not repository.startswith("https://")) or any(c in repository + ref for c in " \"'@\n"):
         raise ValueError(f"repository must be an https:// URL and ref a plain name, got {repository!r}, {ref!r}")
     return TEMPLATE.format(marker=MARKER, captum=CAPTUM, repository=repository.rstrip("/"), ref=ref)
+
+
+_REPOSITORY_LINE = re.compile(r'^COURSE_REPOSITORY = "[^"\n]*"', re.M)
+
+
+def is_setup_source(source: str) -> bool:
+    """Whether ``source`` is the course's set-up cell as written (whatever repository its form field holds)."""
+    return _REPOSITORY_LINE.sub('COURSE_REPOSITORY = ""', source) == setup_source()
 
 
 def _source(cell: dict) -> str:

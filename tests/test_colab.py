@@ -16,6 +16,7 @@ import torch
 from cnncourse.colab import (
     CELL_ID,
     ensure_setup_cell,
+    is_setup_source,
     main,
     on_colab,
     setup_source,
@@ -112,6 +113,12 @@ def test_the_cell_is_lint_clean(tmp_path):
 def test_setup_source_refuses_odd_locations(bad):
     with pytest.raises(ValueError):
         setup_source(*bad)
+
+
+def test_the_set_up_cell_is_recognised_whatever_repository_it_names():
+    assert is_setup_source(setup_source()) and is_setup_source(setup_source(URL))
+    assert not is_setup_source(setup_source(URL) + "\nimport ctypes")
+    assert not is_setup_source(setup_source().replace("import torch\n", "import torch\nimport sys as s\n"))
 
 
 def test_insertion_is_idempotent_and_keeps_the_title_first():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from cnncourse.cells import nbg
+from cnncourse.colab import is_setup_source
 
 SUSPICIOUS = [
     (re.compile(r"\b(?:torch|np|numpy|F|nn|checks|cnnlab|math|builtins|testing)\s*(?:\.\s*\w+)+\s*=(?!=)"),
@@ -32,8 +33,8 @@ def scan(cells: list[dict], kinds: dict[int, str]) -> list[str]:
     """One note per kind of suspicious code, naming the first cell it is in (test cells are the course's)."""
     found: dict[str, str] = {}
     for i, cell in enumerate(cells):
-        if cell["cell_type"] != "code" or kinds.get(i) in ("test", "locked"):
-            continue
+        if cell["cell_type"] != "code" or kinds.get(i) in ("test", "locked") or is_setup_source(cell["source"]):
+            continue  # the course's own cells (the Colab set-up cell reads sys.modules to detect Colab)
         src = cell["source"]
         for pattern, label in SUSPICIOUS:
             if label not in found and pattern.search(src):
