@@ -232,9 +232,24 @@ def to_device(obj: Any) -> Any:
     return tree_map(move, obj)
 
 
+def _module_to_cpu(module: nn.Module) -> None:
+    """A module the function built on the device (``prune_input_channels``) brought back, in place."""
+    for m in module.modules():
+        for name, p in m._parameters.items():
+            if isinstance(p, OnDevice):
+                m._parameters[name] = nn.Parameter(p.elem.detach(), requires_grad=p.requires_grad)
+        for name, b in m._buffers.items():
+            if isinstance(b, OnDevice):
+                m._buffers[name] = b.elem
+
+
 def to_cpu(obj: Any) -> Any:
-    """``obj`` with every stand-in tensor back on the CPU (autograd history kept)."""
-    return tree_map(_move_out, obj)
+    """``obj`` with every stand-in tensor back on the CPU (autograd history kept), modules included."""
+    out = tree_map(_move_out, obj)
+    for leaf in tree_flatten(out)[0]:
+        if isinstance(leaf, nn.Module):
+            _module_to_cpu(leaf)
+    return out
 
 
 def _cpu_results(obj: Any) -> list[torch.Tensor]:

@@ -62,7 +62,7 @@ def test_forbid_ops_blocks_every_route_to_the_kernel():
     conv = F.conv2d  # an alias taken before the rule is in force
     for call in (lambda: F.conv2d(x, w), lambda: conv(x, w), lambda: torch.nn.Conv2d(2, 3, 3)(x),
                  lambda: torch.conv2d(x, w), lambda: F.conv_transpose2d(x, w.transpose(0, 1))):
-        with pytest.raises(ForbiddenOpError, match="convolution"), forbid_ops("conv", label="f"):
+        with pytest.raises(ForbiddenOpError, match=r"aten\.conv"), forbid_ops("conv", label="f"):
             call()
     g = torch.randn(1, 3, 4, 4)  # torch.nn.grad's helpers go through aten.convolution_backward
     for call in (lambda: torch.nn.grad.conv2d_input(x.shape, w, g), lambda: torch.nn.grad.conv2d_weight(x, w.shape, g)):
@@ -139,8 +139,8 @@ def test_comparisons_cannot_be_faked_by_student_objects():
         assert_equal((1, Liar(3)), (1, 2))
     assert_equal([1, 2.0], [1, 2])
     fake = torch.zeros(3).as_subclass(FakeTensor)
-    with pytest.raises(AssertionError, match="3 of 3 values differ"):
-        assert_close(fake, torch.ones(3))
+    with pytest.raises(AssertionError, match="FakeTensor, a torch.Tensor subclass that redefines __torch_function__"):
+        assert_close(fake, torch.ones(3))  # a subclass that could lie about what the check reads is refused
 
 
 def test_failed_checks_show_the_message_first_and_only_the_test_cells_frames(capsys):
@@ -170,7 +170,7 @@ def test_failed_checks_show_the_message_first_and_only_the_test_cells_frames(cap
 
         shell.run_cell("with forbid_ops('conv', label='my_conv'):\n    my_conv(torch.ones(1, 1, 5, 5))\n")
         shown = _strip_ansi(capsys.readouterr().out)
-        assert shown.lstrip().startswith("ForbiddenOpError: my_conv called the built-in operator aten.convolution"), shown
+        assert shown.lstrip().startswith("ForbiddenOpError: my_conv called the built-in operator aten.conv"), shown
         assert "return torch.nn.functional.conv2d(x" in shown, "the learner's own call is shown"
         assert "checks.py" not in shown and "site-packages/torch" not in shown, shown
     finally:
