@@ -592,8 +592,10 @@ def _as_text(path: object) -> str | None:
     """The text of a ``str`` / ``bytes`` path, read with the base types' own methods (a subclass cannot lie)."""
     if isinstance(path, str):
         return str.__str__(path)
-    if isinstance(path, (bytes, bytearray)):
-        return bytes.decode(bytes(path), "utf-8", "surrogateescape")
+    if isinstance(path, bytes):
+        return bytes.decode(bytes.__getitem__(path, slice(None)), "utf-8", "surrogateescape")
+    if isinstance(path, bytearray):
+        return bytearray.decode(bytearray.__getitem__(path, slice(None)), "utf-8", "surrogateescape")
     return None
 
 
@@ -622,12 +624,10 @@ def _resolve(text: str, readlink, getcwd) -> str:
     return "/" + "/".join(out)
 
 
-def memory_target(path: object, readlink, getcwd, fspath) -> str:
+def memory_target(path: object, readlink, getcwd) -> str:
     """Why opening ``path`` (an ``open`` / ``os.open`` argument or a file descriptor) reaches raw memory, or ``""``.
 
-    The path is checked as written and resolved (working directory, ``..``, symbolic links);
-    a path object whose ``__fspath__`` is the notebook's own could answer differently when
-    the file is really opened, so it counts as such a path.
+    The path is checked as written and resolved (working directory, ``..``, symbolic links).
     """
     if isinstance(path, int):
         try:
@@ -636,16 +636,8 @@ def memory_target(path: object, readlink, getcwd, fspath) -> str:
             return ""
     else:
         text = _as_text(path)
-    if text is None:
-        code = getattr(getattr(type(path), "__fspath__", None), "__code__", None)
-        if code is not None and not _trusted_file(code.co_filename):
-            return "a path object with its own __fspath__"
-        try:
-            text = _as_text(fspath(path))
-        except TypeError:
-            return ""
-        if text is None:
-            return ""
+    if text is None:  # open() and os.open() report the path after __fspath__, as the text they open
+        return ""
     try:
         resolved = _resolve(text, readlink, getcwd)
     except (OSError, ValueError):
@@ -682,7 +674,7 @@ def arm(guard: Guard, module) -> None:
     type_setattr, type_delattr = type.__setattr__, type.__delattr__
     import os
 
-    readlink, getcwd, fspath, target_of = os.readlink, os.getcwd, os.fspath, memory_target
+    readlink, getcwd, target_of = os.readlink, os.getcwd, memory_target
     ctypes_dir = "/ctypes/"
     missing = _MISSING
     state = {"key": None, "pads": None, "nonce": "", "busy": False, "own": False, "in_test": False, "exec": 0,
@@ -897,7 +889,7 @@ def arm(guard: Guard, module) -> None:
         else:
             if not args or not notebook_in_chain(frame):
                 return
-            what = target_of(args[0], readlink, getcwd, fspath)
+            what = target_of(args[0], readlink, getcwd)
             if not what:
                 return
             what = f"{'mmap of' if event == 'mmap.__new__' else 'open'} {what}"
