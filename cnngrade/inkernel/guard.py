@@ -13,7 +13,9 @@ it restores every protected reference and parks the IPython event callbacks the 
 added; when the test cell's code starts (the ``exec`` audit event) it restores again and
 watches the test: reading the call stack from graded code, rebinding the names the test
 uses, reaching for the garbage collector's object lists or rewriting the guard's own code
-are recorded. The test cell ends with a ``finish`` marker that verifies everything; after
+are recorded. Notebook code is refused the routes to raw memory that raise audit events
+(ctypes' memory reads, library loading; opening ``/proc/<pid>/mem``), which could reveal
+the key. The test cell ends with a ``finish`` marker that verifies everything; after
 it a ``verdict`` marker answers whether the test ran exactly once to its end untouched.
 Every answer carries an HMAC under a key the grader sent before any student code ran, so
 a notebook that intercepts the grader's requests cannot forge the guard's answer.
@@ -568,8 +570,9 @@ class Reply(Exception):
 MARK = "cnnlab-guard:"
 FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
 GC_EVENTS = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referents"})
-# ctypes events that read, write or hand out raw memory, or call C code (``memmove``, ``memset``,
-# any foreign function); refused when the code that asked ctypes is notebook code
+# ctypes events that read or hand out raw memory, load libraries or call C code; refused when the
+# code that asked ctypes is notebook code. Python 3.11 raises no event for ``cast``, pointer
+# indexing, ``c_char_p(address)`` or calling a foreign function such as ``memmove``.
 CTYPES_EVENTS = frozenset({
     "ctypes.string_at", "ctypes.wstring_at", "ctypes.cdata", "ctypes.cdata/buffer", "ctypes.addressof",
     "ctypes.call_function", "ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle",
@@ -643,6 +646,7 @@ def memory_target(path: object, readlink, getcwd) -> str:
     except (OSError, ValueError):
         resolved = text
     return f"{text[:80]} (the process's memory)" if _memory_path(text) or _memory_path(resolved) else ""
+
 
 def arm(guard: Guard, module) -> None:
     """Install the audit hook through which the grader talks to ``guard`` (the guard's only entry point).
