@@ -13,7 +13,9 @@ it restores every protected reference and parks the IPython event callbacks the 
 added; when the test cell's code starts (the ``exec`` audit event) it restores again and
 watches the test: reading the call stack from graded code, rebinding the names the test
 uses, reaching for the garbage collector's object lists or rewriting the guard's own code
-are recorded. The test cell ends with a ``finish`` marker that verifies everything; after
+are recorded. Notebook code is refused the routes to raw memory that raise audit events
+(ctypes' memory reads, library loading; opening ``/proc/<pid>/mem``), which could reveal
+the key. The test cell ends with a ``finish`` marker that verifies everything; after
 it a ``verdict`` marker answers whether the test ran exactly once to its end untouched.
 Every answer carries an HMAC under a key the grader sent before any student code ran, so
 a notebook that intercepts the grader's requests cannot forge the guard's answer.
@@ -568,6 +570,82 @@ class Reply(Exception):
 MARK = "cnnlab-guard:"
 FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
 GC_EVENTS = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referents"})
+# ctypes events that read or hand out raw memory, load libraries or call C code; refused when the
+# code that asked ctypes is notebook code. Python 3.11 raises no event for ``cast``, pointer
+# indexing, ``c_char_p(address)`` or calling a foreign function such as ``memmove``.
+CTYPES_EVENTS = frozenset({
+    "ctypes.string_at", "ctypes.wstring_at", "ctypes.cdata", "ctypes.cdata/buffer", "ctypes.addressof",
+    "ctypes.call_function", "ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle",
+})
+OPEN_EVENTS = frozenset({"open", "mmap.__new__"})
+
+
+def _memory_path(path: str) -> bool:
+    """A path naming the process's raw memory: ``/proc/<pid>/mem`` (also of a task) or ``map_files``.
+
+    A relative ``mem`` counts too: opened with ``dir_fd`` (an open ``/proc/self``), the audit
+    event does not say which directory it is relative to.
+    """
+    parts = [p for p in path.split("/") if p]
+    named = bool(parts) and (parts[-1] == "mem" or "map_files" in parts)
+    return named and (not path.startswith("/") or parts[0] == "proc")
+
+
+def _as_text(path: object) -> str | None:
+    """The text of a ``str`` / ``bytes`` path, read with the base types' own methods (a subclass cannot lie)."""
+    if isinstance(path, str):
+        return str.__str__(path)
+    if isinstance(path, bytes):
+        return bytes.decode(bytes.__getitem__(path, slice(None)), "utf-8", "surrogateescape")
+    if isinstance(path, bytearray):
+        return bytearray.decode(bytearray.__getitem__(path, slice(None)), "utf-8", "surrogateescape")
+    return None
+
+
+def _resolve(text: str, readlink, getcwd) -> str:
+    """``text`` as an absolute path with ``.``, ``..`` and symbolic links resolved (os.path is not used:
+    a notebook can rebind its functions)."""
+    out: list[str] = []
+    pending = (text if text.startswith("/") else getcwd() + "/" + text).split("/")[::-1]
+    hops = 0
+    while pending and hops < 40:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            out = out[:-1]
+            continue
+        try:
+            target = readlink("/" + "/".join(out + [part]))
+        except (OSError, ValueError):
+            out.append(part)
+            continue
+        hops += 1
+        if target.startswith("/"):
+            out = []
+        pending.extend(target.split("/")[::-1])
+    return "/" + "/".join(out)
+
+
+def memory_target(path: object, readlink, getcwd) -> str:
+    """Why opening ``path`` (an ``open`` / ``os.open`` argument or a file descriptor) reaches raw memory, or ``""``.
+
+    The path is checked as written and resolved (working directory, ``..``, symbolic links).
+    """
+    if isinstance(path, int):
+        try:
+            text = readlink(f"/proc/self/fd/{int.__index__(path)}")
+        except (OSError, ValueError, OverflowError):
+            return ""
+    else:
+        text = _as_text(path)
+    if text is None:  # open() and os.open() report the path after __fspath__, as the text they open
+        return ""
+    try:
+        resolved = _resolve(text, readlink, getcwd)
+    except (OSError, ValueError):
+        resolved = text
+    return f"{text[:80]} (the process's memory)" if _memory_path(text) or _memory_path(resolved) else ""
 
 
 def arm(guard: Guard, module) -> None:
@@ -598,6 +676,10 @@ def arm(guard: Guard, module) -> None:
         if _isinstance(func, function_type):
             own_functions.add(_id(func))
     type_setattr, type_delattr = type.__setattr__, type.__delattr__
+    import os
+
+    readlink, getcwd, target_of = os.readlink, os.getcwd, memory_target
+    ctypes_dir = "/ctypes/"
     missing = _MISSING
     state = {"key": None, "pads": None, "nonce": "", "busy": False, "own": False, "in_test": False, "exec": 0,
              "finished": 0, "codes": {}, "names": {}, "tamper": [], "sticky": []}
@@ -781,6 +863,47 @@ def arm(guard: Guard, module) -> None:
             state["sticky"].append(f"the notebook walked the interpreter's objects ({event})")
             raise TestStateError(f"{event} is not available while a notebook is graded")
 
+    def asker(frame):
+        """The frame that asked ctypes: the first one outside the ctypes package (whose wrappers raise the events)."""
+        while frame is not None and frame.f_code.co_filename.startswith(trusted) and \
+                ctypes_dir in frame.f_code.co_filename:
+            frame = frame.f_back
+        return frame
+
+    def notebook_in_chain(frame) -> bool:
+        while frame is not None:
+            if untrusted(frame.f_code):
+                return True
+            frame = frame.f_back
+        return False
+
+    def raw_memory(event: str, args: tuple, frame=None) -> None:
+        """Refuse notebook code the routes to raw memory: ctypes memory and C calls, ``/proc/<pid>/mem``, ``map_files``.
+
+        ctypes is refused when the code that asked it is the notebook's (libraries keep their
+        own ctypes calls, even while the notebook calls them); a memory path whenever the
+        notebook is anywhere in the chain (no library opens one for it honestly).
+        """
+        frame = caller() if frame is None else frame
+        if event in CTYPES_EVENTS:
+            first = asker(frame)
+            if first is None or not untrusted(first.f_code):
+                return
+            what = event
+        else:
+            if not args or not notebook_in_chain(frame):
+                return
+            what = target_of(args[0], readlink, getcwd)
+            if not what:
+                return
+            what = f"{'mmap of' if event == 'mmap.__new__' else 'open'} {what}"
+        note = f"the notebook reached for raw memory ({what})"
+        if note not in state["sticky"]:
+            state["sticky"].append(note)
+        if state["in_test"]:
+            state["tamper"].append(note)
+        raise TestStateError(f"{what}: raw memory access is not available while a notebook is graded")
+
     def dispatch(event: str, args: tuple) -> Reply | None:
         if event == "object.__getattr__" and args[1] == "__code__" and _isinstance(args[0], function_type):
             found = marker_of(args[0].__code__)
@@ -810,6 +933,8 @@ def arm(guard: Guard, module) -> None:
             guard._audit(event, args)
         elif event in GC_EVENTS:
             walkers(event)
+        elif event in CTYPES_EVENTS or event in OPEN_EVENTS:
+            raw_memory(event, args)
         elif state["in_test"] and (event in ("sys._getframe", "sys._current_frames", "sys._getframemodulename")
                                    or (event == "object.__getattr__" and args[1] in FRAME_ATTRS)):
             frame_read(event, args)
@@ -833,6 +958,13 @@ def arm(guard: Guard, module) -> None:
                 if inside:
                     state["sticky"].append(f"notebook code looked into the grader's guard ({event})")
                     raise TestStateError(f"{event} is not available inside the grader's guard")
+            elif not state["own"] and (event in CTYPES_EVENTS or event in OPEN_EVENTS):
+                state["own"] = True
+                try:
+                    frame = _getframe(1)
+                finally:
+                    state["own"] = False
+                raw_memory(event, args, frame)
             return
         state["busy"] = True
         try:
