@@ -21,15 +21,9 @@ c.ExecutePreprocessor.timeout = 900
 # Every autograde entry point (`nbgrader autograde`, the formgrader's Autograde button) runs
 # student code in the grading sandbox (bubblewrap, limits, guard), never in a plain kernel:
 # nbgrader's pipeline with its Execute step replaced (see cnngrade.plugin).
-c.Autograde.autograde_preprocessors = [
-    "cnngrade.plugin.SandboxExecute",
-    "nbgrader.preprocessors.IgnorePattern",
-    "nbconvert.preprocessors.ClearMetadataPreprocessor",
-    "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
-]
+from cnngrade.plugin import AUTOGRADE_PREPROCESSORS  # noqa: E402
+
+c.Autograde.autograde_preprocessors = list(AUTOGRADE_PREPROCESSORS)
 c.SandboxExecute.cell_timeout = 900
 
 # Where `nbgrader release_assignment` / `collect` exchange files. By default a folder inside
